@@ -1,0 +1,3 @@
+module github.com/concord-kv/concord/sdk/go
+
+go 1.26.0

@@ -1,0 +1,284 @@
+// Package replica runs one Concord replica: a Raft member that stores the
+// keys and serves the Connect KVService and ClusterService.
+//
+// Start is what the replica binary, the dev stack (concord-dev) and the
+// tests call; replicatest builds in-process clusters on top of it.
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/validate"
+	"github.com/concord-kv/concord/proto/gen/go/concord/raft/v1/raftv1connect"
+	concordv1 "github.com/concord-kv/concord/proto/gen/go/concord/v1"
+	"github.com/concord-kv/concord/proto/gen/go/concord/v1/concordv1connect"
+	"github.com/concord-kv/concord/services/replica/internal/compress"
+	"github.com/concord-kv/concord/services/replica/internal/server"
+	"github.com/concord-kv/concord/services/replica/internal/store"
+)
+
+// Peer is a member of the initial configuration.
+type Peer struct {
+	ID          string
+	RaftAddress string
+}
+
+// Config configures a replica. Zero values take the documented defaults.
+type Config struct {
+	// NodeID names this replica in the Raft configuration. Required.
+	NodeID string
+	// DataDir holds the Raft log (raft.db) and snapshots. Required.
+	DataDir string
+
+	// APIListener serves Connect; if nil, APIAddr is listened on.
+	APIListener net.Listener
+	APIAddr     string
+	// APIAdvertise is the base URL peers use to reach this API
+	// (default http://<listener address>).
+	APIAdvertise string
+
+	// RaftListener carries Raft; if nil, RaftAddr is listened on.
+	RaftListener  net.Listener
+	RaftAddr      string
+	RaftAdvertise string
+
+	// Bootstrap the cluster with Peers (or alone when Peers is empty) if the
+	// data directory has no Raft state yet.
+	Bootstrap bool
+	Peers     []Peer
+
+	// Compression of stored values.
+	CompressionEnabled   bool
+	CompressionAlgorithm string // zlib (default), gzip, zstd, none
+	CompressionLevel     int    // -1 for the algorithm's default
+	CompressionThreshold int    // bytes; values larger than this are compressed
+
+	// MaxValueBytes limits a value (default and maximum 1 MiB).
+	MaxValueBytes int
+	// DefaultConsistency for reads that do not ask: eventual, leader (default) or strong.
+	DefaultConsistency string
+
+	// Raft tuning (0 = hashicorp/raft defaults).
+	SnapshotThreshold  uint64
+	SnapshotInterval   time.Duration
+	TrailingLogs       uint64
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	ReapInterval       time.Duration
+
+	// Now is the clock; tests inject one to jump it.
+	Now func() time.Time
+
+	Logger        *slog.Logger
+	RaftLogOutput io.Writer
+	RaftLogLevel  string
+}
+
+// MaxValueLimit is the largest value the API accepts.
+const MaxValueLimit = 1 << 20
+
+// DefaultConfig returns a config with the product defaults; callers fill in
+// NodeID, DataDir and addresses.
+func DefaultConfig() Config {
+	c := compress.DefaultConfig()
+	return Config{
+		CompressionEnabled:   c.Enabled,
+		CompressionAlgorithm: compress.Name(c.Algorithm),
+		CompressionLevel:     c.Level,
+		CompressionThreshold: c.ThresholdBytes,
+		MaxValueBytes:        MaxValueLimit,
+		DefaultConsistency:   "leader",
+	}
+}
+
+// ParseConsistency reads eventual, leader or strong.
+func ParseConsistency(s string) (concordv1.Consistency, error) {
+	switch s {
+	case "eventual":
+		return concordv1.Consistency_CONSISTENCY_EVENTUAL, nil
+	case "leader", "":
+		return concordv1.Consistency_CONSISTENCY_LEADER, nil
+	case "strong":
+		return concordv1.Consistency_CONSISTENCY_STRONG, nil
+	}
+	return 0, fmt.Errorf("unknown consistency %q (want eventual, leader or strong)", s)
+}
+
+// Validate checks the config.
+func (c *Config) Validate() error {
+	if c.NodeID == "" {
+		return errors.New("node id is required")
+	}
+	if c.DataDir == "" {
+		return errors.New("data dir is required")
+	}
+	if c.MaxValueBytes <= 0 || c.MaxValueBytes > MaxValueLimit {
+		return fmt.Errorf("max value bytes %d out of range 1..%d", c.MaxValueBytes, MaxValueLimit)
+	}
+	if _, err := ParseConsistency(c.DefaultConsistency); err != nil {
+		return err
+	}
+	_, err := c.compression()
+	return err
+}
+
+func (c *Config) compression() (compress.Config, error) {
+	algo, err := compress.ParseAlgorithm(c.CompressionAlgorithm)
+	if err != nil {
+		return compress.Config{}, err
+	}
+	cc := compress.Config{Enabled: c.CompressionEnabled, Algorithm: algo, Level: c.CompressionLevel, ThresholdBytes: c.CompressionThreshold}
+	return cc, cc.Validate()
+}
+
+// Node is a running replica.
+type Node struct {
+	store  *store.Store
+	srv    *http.Server
+	apiURL string
+	served chan error
+}
+
+// Start opens the store, joins or bootstraps raft and serves the API. It
+// returns once the listeners are bound; the cluster may not have a leader yet.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cc, _ := cfg.compression()
+	comp, err := compress.New(cc)
+	if err != nil {
+		return nil, err
+	}
+	cons, _ := ParseConsistency(cfg.DefaultConsistency)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+
+	apiLn := cfg.APIListener
+	if apiLn == nil {
+		if apiLn, err = net.Listen("tcp", cfg.APIAddr); err != nil {
+			return nil, fmt.Errorf("listen api: %w", err)
+		}
+	}
+	raftLn := cfg.RaftListener
+	if raftLn == nil {
+		if raftLn, err = net.Listen("tcp", cfg.RaftAddr); err != nil {
+			_ = apiLn.Close()
+			return nil, fmt.Errorf("listen raft: %w", err)
+		}
+	}
+	apiURL := cfg.APIAdvertise
+	if apiURL == "" {
+		apiURL = "http://" + apiLn.Addr().String()
+	}
+	peers := make([]store.Peer, len(cfg.Peers))
+	for i, p := range cfg.Peers {
+		peers[i] = store.Peer{ID: p.ID, Address: p.RaftAddress}
+	}
+	st, err := store.Open(store.Config{
+		NodeID: cfg.NodeID, DataDir: cfg.DataDir, RaftListener: raftLn, RaftAdvertise: cfg.RaftAdvertise,
+		APIAddress: apiURL, Bootstrap: cfg.Bootstrap, Peers: peers, HTTPClient: peerClient(),
+		Now: cfg.Now, Logger: cfg.Logger, RaftLogOutput: cfg.RaftLogOutput, RaftLogLevel: cfg.RaftLogLevel,
+		SnapshotThreshold: cfg.SnapshotThreshold, SnapshotInterval: cfg.SnapshotInterval, TrailingLogs: cfg.TrailingLogs,
+		HeartbeatTimeout: cfg.HeartbeatTimeout, ElectionTimeout: cfg.ElectionTimeout,
+		LeaderLeaseTimeout: cfg.LeaderLeaseTimeout, ReapInterval: cfg.ReapInterval,
+	})
+	if err != nil {
+		_ = apiLn.Close()
+		_ = raftLn.Close()
+		return nil, err
+	}
+
+	opts := connect.WithInterceptors(validate.NewInterceptor())
+	mux := http.NewServeMux()
+	mux.Handle(concordv1connect.NewKVServiceHandler(&server.KV{
+		Store: st, Compressor: comp, MaxValueBytes: cfg.MaxValueBytes, DefaultConsistency: cons,
+	}, opts))
+	mux.Handle(concordv1connect.NewClusterServiceHandler(&server.Cluster{Store: st}, opts))
+	mux.Handle(raftv1connect.NewInternalServiceHandler(&server.Internal{Store: st}, opts))
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, `{"status":"ok"}`)
+	})
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
+		if id, _ := st.Leader(); id == "" {
+			http.Error(w, `{"status":"no leader"}`, http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, `{"status":"ready"}`)
+	})
+
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{
+		Handler:           mux,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	n := &Node{store: st, srv: srv, apiURL: apiURL, served: make(chan error, 1)}
+	go func() { n.served <- srv.Serve(apiLn) }()
+	return n, nil
+}
+
+// peerClient talks to other replicas over HTTP/2 without TLS, so forwarded
+// requests share a connection.
+func peerClient() *http.Client {
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: &http.Transport{Protocols: &protocols, MaxIdleConnsPerHost: 16}}
+}
+
+// ID is the node id.
+func (n *Node) ID() string { return n.store.ID() }
+
+// Addr is the base URL of the Connect API.
+func (n *Node) Addr() string { return n.apiURL }
+
+// RaftAddr is the Raft transport address.
+func (n *Node) RaftAddr() string { return n.store.RaftAddr() }
+
+// IsLeader reports whether this node leads.
+func (n *Node) IsLeader() bool { return n.store.IsLeader() }
+
+// LeaderID is the id of the leader this node knows ("" if none).
+func (n *Node) LeaderID() string {
+	id, _ := n.store.Leader()
+	return id
+}
+
+// AppliedIndex is the index of the last entry applied to this node's FSM.
+func (n *Node) AppliedIndex() uint64 { return n.store.FSM().Applied() }
+
+// SetPartitioned cuts (true) or heals (false) all of this node's Raft links.
+// The API stays reachable, as in a real partition between replicas.
+func (n *Node) SetPartitioned(cut bool) { n.store.SetPartitioned(cut) }
+
+// Close stops serving and shuts raft down. Acknowledged writes are on disk.
+func (n *Node) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := n.srv.Shutdown(ctx)
+	if err != nil {
+		_ = n.srv.Close()
+	}
+	if serr := <-n.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	if cerr := n.store.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,3 @@
+module github.com/concord-kv/concord/tools
+
+go 1.26.0
