@@ -1,0 +1,99 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func mapEnv(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestParsePrecedence(t *testing.T) {
+	env := mapEnv(map[string]string{
+		"CONCORD_NODE_ID":               "from-env",
+		"CONCORD_COMPRESSION_ALGORITHM": "zstd",
+		"CONCORD_COMPRESSION_LEVEL":     "3",
+		"CONCORD_PEERS":                 "a=127.0.0.1:1,b=127.0.0.1:2",
+	})
+	cfg, _, err := parse([]string{"--node-id", "from-flag"}, env, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.NodeID != "from-flag" || cfg.CompressionAlgorithm != "zstd" || cfg.CompressionLevel != 3 || len(cfg.Peers) != 2 {
+		t.Fatalf("got %+v", cfg)
+	}
+	if cfg.DataDir != "data/from-flag" {
+		t.Fatalf("data dir %q", cfg.DataDir)
+	}
+}
+
+func TestParseRejectsBadInput(t *testing.T) {
+	for name, tc := range map[string]struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		"bad int env":      {env: map[string]string{"CONCORD_COMPRESSION_LEVEL": "high"}, want: "CONCORD_COMPRESSION_LEVEL"},
+		"bad bool env":     {env: map[string]string{"CONCORD_BOOTSTRAP": "maybe"}, want: "CONCORD_BOOTSTRAP"},
+		"bad algorithm":    {args: []string{"--compression-algorithm", "lz4"}, want: "lz4"},
+		"level range":      {args: []string{"--compression-level", "12"}, want: "level"},
+		"bad peers":        {env: map[string]string{"CONCORD_PEERS": "a=1,b"}, want: "want id=host:port"},
+		"duplicate peer":   {env: map[string]string{"CONCORD_PEERS": "a=h:1,a=h:2"}, want: "twice"},
+		"bad consistency":  {args: []string{"--default-consistency", "linear"}, want: "consistency"},
+		"value too large":  {args: []string{"--max-value-bytes", "2000000"}, want: "max value"},
+		"stray argument":   {args: []string{"extra"}, want: "unexpected"},
+		"bad log level":    {args: []string{"--log-level", "loud"}, want: "log level"},
+		"unknown flag":     {args: []string{"--nope"}, want: "not defined"},
+		"bad snapshot dur": {env: map[string]string{"CONCORD_SNAPSHOT_INTERVAL": "soon"}, want: "CONCORD_SNAPSHOT_INTERVAL"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, _, err := parse(tc.args, mapEnv(tc.env), &bytes.Buffer{})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestRunServesUntilCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	var out bytes.Buffer
+	done := make(chan error, 1)
+	dir := t.TempDir()
+	go func() {
+		done <- Run(ctx, []string{"--api-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0", "--data-dir", dir, "--log-level", "warn"},
+			mapEnv(nil), &syncWriter{buf: &out}, &bytes.Buffer{})
+	}()
+	// The API address is printed once the replica listens.
+	var base string
+	for base == "" {
+		select {
+		case err := <-done:
+			t.Fatalf("Run returned early: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+		line := (&syncWriter{buf: &out}).String()
+		if i := strings.Index(line, "api http://"); i >= 0 {
+			base = strings.Fields(line[i+4:])[0]
+		}
+	}
+	for {
+		resp, err := http.Get(base + "/ready")
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
