@@ -9,8 +9,11 @@ require (
 
 require (
 	buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go v1.36.12-20260825204119-511051f7f437.2 // indirect
+	github.com/concord-kv/concord/sdk/go v0.0.0
 	google.golang.org/genproto/googleapis/api v0.0.0-20260819154853-08b0e4226688 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
 
 replace github.com/concord-kv/concord/proto => ../proto
+
+replace github.com/concord-kv/concord/sdk/go => ../sdk/go

@@ -1,28 +1,38 @@
 // Package concord is the Go client for Concord, a distributed, strongly
-// consistent key-value store.
+// consistent key-value store for configuration, feature flags, service
+// discovery, sessions, locks and rate-limit counters.
 //
-// This module is a skeleton until the Go SDK issue lands: today it only
-// names the consistency levels the cluster serves.
+// # Connecting
+//
+// [New] takes the base URLs of some replicas or gateways. Given replicas,
+// the client learns every member from their status and keeps the list and
+// the leader current in the background; given gateways, it uses them as
+// they are and the gateways route.
+//
+// # Routing
+//
+// Writes and Leader or Strong reads go straight to the leader. Eventual
+// reads are spread over healthy replicas by the power of two choices on
+// observed latency. When the leader is lost, a call refreshes the leader and
+// retries elsewhere with backoff, within its deadline ([WithTimeout], or the
+// context's).
+//
+// # Retry rules
+//
+//   - Reads are always retried until the deadline.
+//   - A write is retried only when it certainly was not applied: the server
+//     answered that it could not take it (no leader yet, not the leader) or
+//     the connection could not be made.
+//   - Otherwise a failed write (connection broken after sending, deadline
+//     passed while waiting) returns [ErrOutcomeUnknown] wrapping the cause:
+//     the write may have been applied. Read the key to find out, or make
+//     the write conditional ([IfAbsent], [IfModRevision]) so a retry is safe.
+//   - A write that fails with [ErrNoLeader] was not applied.
+//
+// # Errors
+//
+// Every error wraps one of the sentinels ([ErrNotFound], [ErrInvalidArgument],
+// [ErrUnauthorized], [ErrForbidden], [ErrConflict], [ErrRateLimited],
+// [ErrNoLeader], [ErrTimeout], [ErrOutcomeUnknown]); test with errors.Is.
+// Bad options fail with ErrInvalidArgument before any network call.
 package concord
-
-// Consistency is how fresh a read must be.
-type Consistency string
-
-// The read levels a Concord cluster serves.
-const (
-	// Eventual reads any replica's local state; it may be stale.
-	Eventual Consistency = "eventual"
-	// Leader reads the leader's local state without a quorum round (default).
-	Leader Consistency = "leader"
-	// Strong reads are linearizable (ReadIndex confirmed by a quorum).
-	Strong Consistency = "strong"
-)
-
-// Valid reports whether c names a read level.
-func (c Consistency) Valid() bool {
-	switch c {
-	case Eventual, Leader, Strong:
-		return true
-	}
-	return false
-}

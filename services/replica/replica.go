@@ -210,7 +210,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		_, _ = io.WriteString(w, `{"status":"ok"}`)
 	})
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
-		if id, _ := st.Leader(); id == "" {
+		// Ready once a leader is known and reachable: it has recorded its
+		// API address, so this replica can forward to it.
+		if id, api := st.Leader(); id == "" || api == "" {
 			http.Error(w, `{"status":"no leader"}`, http.StatusServiceUnavailable)
 			return
 		}
