@@ -91,6 +91,21 @@ test: ## Run every module's tests with -race (the CI test command)
 		(cd $$m && $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) ./...); done
 	@echo "=== go test sdk/go (GOWORK=off, as users build it)"
 	cd sdk/go && GOWORK=off $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) ./...
+	@echo "=== benchmarks, once each"
+	@$(MAKE) bench
+
+.PHONY: bench
+bench: ## Run the Go benchmarks once (-benchtime=1x) so they keep compiling
+	@for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench . -benchtime 1x ./... | sed '/^?/d' ); done
+
+BENCH_SECONDS ?= 30
+.PHONY: bench-compare
+bench-compare: ## 3-node etcd vs 3-node Concord side by side (BENCH_SECONDS per run)
+	@command -v etcd >/dev/null || { apt-get update -qq && apt-get install -y -qq etcd-server; }
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/replica ./services/replica/cmd/replica
+	$(GO) build -o $(BIN)/concord-bench ./tools/cmd/concord-bench
+	$(BIN)/concord-bench compare --replica-bin $(BIN)/replica --etcd-bin $$(command -v etcd) --duration $(BENCH_SECONDS)s
 
 .PHONY: tidy
 tidy: ## go work sync + go mod tidy in every module
