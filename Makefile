@@ -116,7 +116,7 @@ tidy: ## go work sync + go mod tidy in every module
 .PHONY: build
 build: ## Build every binary into .tmp/bin
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./tools/cmd/concord-dev ./services/replica/cmd/replica ./services/gateway/cmd/gateway
+	$(GO) build -o $(BIN)/ ./tools/cmd/... ./services/replica/cmd/replica ./services/gateway/cmd/gateway
 
 .PHONY: run
 run: build ## Start the dev stack: 3 replicas + gateway on 127.0.0.1:4000 (data in ./data/dev)

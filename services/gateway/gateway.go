@@ -1,0 +1,176 @@
+// Package gateway runs Concord's stateless front door: the REST API under
+// /api/v1, Connect, gRPC and gRPC-web for concord.v1 KVService and
+// ClusterService, and the /health and /ready probes, all on one port
+// (HTTP/1.1 and cleartext HTTP/2).
+//
+// Start is what the gateway binary, the dev stack (concord-dev) and the tests
+// call. The gateway keeps no state: every call is forwarded to one of the
+// configured replicas.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/validate"
+	concordv1 "github.com/concord-kv/concord/proto/gen/go/concord/v1"
+	"github.com/concord-kv/concord/services/gateway/internal/forward"
+	"github.com/concord-kv/concord/services/gateway/internal/server"
+)
+
+// DefaultMaxBodyBytes limits request bodies unless Config.MaxBodyBytes says
+// otherwise: room for a 1 MiB value encoded as JSON.
+const DefaultMaxBodyBytes = 2 << 20
+
+// shutdownTimeout bounds how long Close waits for in-flight requests.
+const shutdownTimeout = 5 * time.Second
+
+// Config configures a gateway.
+type Config struct {
+	// Listener is served if set; otherwise Addr (host:port) is listened on.
+	Listener net.Listener
+	Addr     string
+	// Replicas are the replicas' API base URLs (http://host:port). Required.
+	Replicas []string
+	// DefaultConsistency for reads that do not ask: eventual, leader or
+	// strong. Empty leaves the choice to the replica (leader by default).
+	DefaultConsistency string
+	// MaxBodyBytes limits request bodies (default DefaultMaxBodyBytes).
+	MaxBodyBytes int64
+	// CORSOrigins lists the origins browsers may call from; "*" allows any,
+	// empty disables CORS.
+	CORSOrigins []string
+	// RequestTimeout bounds a forwarded call whose request has no deadline
+	// (default 10s).
+	RequestTimeout time.Duration
+	// Logger receives the gateway's logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// ParseConsistency reads eventual, leader or strong; "" is unspecified.
+func ParseConsistency(s string) (concordv1.Consistency, error) {
+	switch s {
+	case "":
+		return concordv1.Consistency_CONSISTENCY_UNSPECIFIED, nil
+	case "eventual":
+		return concordv1.Consistency_CONSISTENCY_EVENTUAL, nil
+	case "leader":
+		return concordv1.Consistency_CONSISTENCY_LEADER, nil
+	case "strong":
+		return concordv1.Consistency_CONSISTENCY_STRONG, nil
+	}
+	return 0, fmt.Errorf("unknown consistency %q (want eventual, leader or strong)", s)
+}
+
+// Validate checks the config.
+func (c *Config) Validate() error {
+	if c.Listener == nil && c.Addr == "" {
+		return errors.New("gateway: an address or a listener is required")
+	}
+	if len(c.Replicas) == 0 {
+		return errors.New("gateway: at least one replica URL is required")
+	}
+	if c.MaxBodyBytes < 0 {
+		return fmt.Errorf("gateway: max body bytes %d is negative", c.MaxBodyBytes)
+	}
+	if _, err := ParseConsistency(c.DefaultConsistency); err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	return nil
+}
+
+// Server is a running gateway.
+type Server struct {
+	srv    *http.Server
+	fwd    *forward.Forwarder
+	addr   string
+	served chan error
+}
+
+// Start listens and serves in the background. It returns once the listener
+// is bound; the replicas need not be up yet (GET /ready says when they are).
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	cons, _ := ParseConsistency(cfg.DefaultConsistency)
+	fwd, err := forward.New(cfg.Replicas, forward.Options{DefaultConsistency: cons, Timeout: cfg.RequestTimeout})
+	if err != nil {
+		return nil, err
+	}
+	ln := cfg.Listener
+	if ln == nil {
+		if ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.Addr); err != nil {
+			return nil, fmt.Errorf("gateway: listen: %w", err)
+		}
+	}
+	handler := server.New(server.Options{
+		KV: fwd, Cluster: fwd,
+		Interceptors: []connect.Interceptor{validate.NewInterceptor()},
+		MaxBodyBytes: cfg.MaxBodyBytes, CORSOrigins: cfg.CORSOrigins, Logger: cfg.Logger,
+	})
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	s := &Server{
+		srv: &http.Server{
+			Handler:           handler,
+			Protocols:         &protocols,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		},
+		fwd:    fwd,
+		addr:   baseURL(ln.Addr()),
+		served: make(chan error, 1),
+	}
+	go func() { s.served <- s.srv.Serve(ln) }()
+	return s, nil
+}
+
+// baseURL makes a dialable URL of a listener address: an unspecified host
+// (0.0.0.0, ::) becomes the loopback address.
+func baseURL(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok {
+		return "http://" + a.String()
+	}
+	ip := tcp.IP
+	if ip == nil || ip.IsUnspecified() {
+		ip = net.IPv4(127, 0, 0, 1)
+	}
+	return "http://" + net.JoinHostPort(ip.String(), strconv.Itoa(tcp.Port))
+}
+
+// Addr is the gateway's base URL, e.g. http://127.0.0.1:4000.
+func (s *Server) Addr() string { return s.addr }
+
+// Close stops accepting requests, waits (up to 5 s) for in-flight ones and
+// releases the connections to the replicas. Call it once.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		_ = s.srv.Close()
+	}
+	if serr := <-s.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	s.fwd.Close()
+	return err
+}
