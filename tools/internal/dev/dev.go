@@ -40,7 +40,9 @@ const usageText = `Usage: concord-dev [flags]
 
 Runs the Concord dev stack: 3 replicas (one Raft cluster on 127.0.0.1) and
 the gateway (REST, Connect, gRPC, gRPC-web) on 127.0.0.1:PORT, auth off.
-Data survives restarts. Ctrl-C stops it.
+Data survives restarts. Ctrl-C stops it. Values larger than 1 KiB are
+compressed as CONCORD_COMPRESSION_ENABLED, _ALGORITHM (zlib, gzip, zstd,
+none), _LEVEL and _THRESHOLD say.
 
 Flags (each defaults to its environment variable, then to the value shown):
 `
@@ -62,6 +64,43 @@ type config struct {
 	dataDir     string
 	logLevel    slog.Level
 	consistency string
+	// compression of stored values, from CONCORD_COMPRESSION_* as for the
+	// replica binary.
+	compressionEnabled   bool
+	compressionAlgorithm string
+	compressionLevel     int
+	compressionThreshold int
+}
+
+// parseCompression reads CONCORD_COMPRESSION_{ENABLED,ALGORITHM,LEVEL,THRESHOLD}.
+func parseCompression(c *config, getenv func(string) string) error {
+	d := replica.DefaultConfig()
+	c.compressionEnabled, c.compressionAlgorithm = d.CompressionEnabled, d.CompressionAlgorithm
+	c.compressionLevel, c.compressionThreshold = d.CompressionLevel, d.CompressionThreshold
+	if v := getenv("CONCORD_COMPRESSION_ENABLED"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("CONCORD_COMPRESSION_ENABLED=%q: want true or false", v)
+		}
+		c.compressionEnabled = b
+	}
+	if v := getenv("CONCORD_COMPRESSION_ALGORITHM"); v != "" {
+		c.compressionAlgorithm = v
+	}
+	for name, dst := range map[string]*int{"CONCORD_COMPRESSION_LEVEL": &c.compressionLevel, "CONCORD_COMPRESSION_THRESHOLD": &c.compressionThreshold} {
+		if v := getenv(name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return fmt.Errorf("%s=%q: want an integer", name, v)
+			}
+			*dst = n
+		}
+	}
+	rc := replica.DefaultConfig()
+	rc.NodeID, rc.DataDir = "check", "check"
+	rc.CompressionEnabled, rc.CompressionAlgorithm = c.compressionEnabled, c.compressionAlgorithm
+	rc.CompressionLevel, rc.CompressionThreshold = c.compressionLevel, c.compressionThreshold
+	return rc.Validate()
 }
 
 func parse(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -102,6 +141,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (config,
 		return config{}, err
 	}
 	c.consistency = *consistency
+	if err := parseCompression(&c, getenv); err != nil {
+		return config{}, err
+	}
 	return c, nil
 }
 
@@ -283,6 +325,8 @@ func startReplicas(ctx context.Context, cfg config, st state, lns []listeners, l
 		rc.APIListener, rc.RaftListener = lns[i].api, lns[i].raft
 		rc.Bootstrap, rc.Peers = true, peers // bootstraps only an empty data dir
 		rc.DefaultConsistency = cfg.consistency
+		rc.CompressionEnabled, rc.CompressionAlgorithm = cfg.compressionEnabled, cfg.compressionAlgorithm
+		rc.CompressionLevel, rc.CompressionThreshold = cfg.compressionLevel, cfg.compressionThreshold
 		rc.Logger = logger.With("replica", r.ID)
 		rc.RaftLogOutput = raftLog
 		rc.RaftLogLevel = raftLevel(cfg.logLevel)

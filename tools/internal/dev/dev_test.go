@@ -224,4 +224,15 @@ func TestHelpAndBadFlags(t *testing.T) {
 			t.Errorf("Run %q succeeded", args)
 		}
 	}
+	for _, bad := range []map[string]string{
+		{"CONCORD_COMPRESSION_ALGORITHM": "lz4"},
+		{"CONCORD_COMPRESSION_LEVEL": "max"},
+		{"CONCORD_COMPRESSION_LEVEL": "11"},
+		{"CONCORD_COMPRESSION_ENABLED": "sometimes"},
+		{"CONCORD_COMPRESSION_THRESHOLD": "-1"},
+	} {
+		if err := dev.Run(t.Context(), nil, env(bad), &stdout, &stderr); err == nil {
+			t.Errorf("Run with %v succeeded", bad)
+		}
+	}
 }
