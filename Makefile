@@ -107,6 +107,14 @@ bench-compare: ## 3-node etcd vs 3-node Concord side by side (BENCH_SECONDS per 
 	$(GO) build -o $(BIN)/concord-bench ./tools/cmd/concord-bench
 	$(BIN)/concord-bench compare --replica-bin $(BIN)/replica --etcd-bin $$(command -v etcd) --duration $(BENCH_SECONDS)s
 
+FUZZTIME ?= 60s
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (seed corpora in testdata/fuzz)
+	@for m in $(MODULES); do (cd $$m && for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "=== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; done); done
+
 .PHONY: tidy
 tidy: ## go work sync + go mod tidy in every module
 	$(GO) work sync
