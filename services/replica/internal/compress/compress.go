@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"sync"
 
@@ -212,9 +213,20 @@ func Decode(stored []byte, algo Algorithm, maxSize int) ([]byte, error) {
 	case Gzip:
 		r, err = gzip.NewReader(bytes.NewReader(stored))
 	case Zstd:
+		// Every value we compress is one frame that records its size. An
+		// empty input decodes to nothing without error, and a frame that
+		// declares more than maxSize would be allocated in full before the
+		// check below, so both are refused up front.
+		var h zstd.Header
+		if err := h.Decode(stored); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		}
+		if h.HasFCS && h.FrameContentSize > uint64(maxSize) {
+			return nil, fmt.Errorf("%w: declares %d bytes, larger than %d", ErrCorrupt, h.FrameContentSize, maxSize)
+		}
 		out, err := zstdDecoder().DecodeAll(stored, nil)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+			return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 		}
 		if len(out) > maxSize {
 			return nil, fmt.Errorf("%w: larger than %d bytes", ErrCorrupt, maxSize)
@@ -224,12 +236,12 @@ func Decode(stored []byte, algo Algorithm, maxSize int) ([]byte, error) {
 		return nil, fmt.Errorf("%w: unknown algorithm %v", ErrCorrupt, algo)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	defer func() { _ = r.Close() }()
 	out, err := io.ReadAll(io.LimitReader(r, int64(maxSize)+1))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	if len(out) > maxSize {
 		return nil, fmt.Errorf("%w: larger than %d bytes", ErrCorrupt, maxSize)
@@ -273,6 +285,8 @@ func (c *Compressor) Stats(value []byte) (Stats, error) {
 	return StatsOf(algo, len(value), len(out)), nil
 }
 
+// round2 rounds half away from zero to two decimals (savings are negative
+// when compression grows a value).
 func round2(f float64) float64 {
-	return float64(int64(f*100+0.5)) / 100
+	return math.Round(f*100) / 100
 }

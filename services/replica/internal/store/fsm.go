@@ -108,9 +108,14 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		}
 		out[i] = f.applyLocked(&cmd, l.Index)
 	}
+	// The applied index moves under the write lock, with the data, so a read
+	// never reports a revision older than the entries it returns.
+	if last > 0 {
+		f.applied.Store(last)
+	}
 	f.mu.Unlock()
 	if last > 0 {
-		f.setApplied(last)
+		f.notifyApplied()
 	}
 	return out
 }
@@ -285,9 +290,8 @@ func (f *FSM) deleteLocked(key string) bool {
 	return true
 }
 
-// setApplied advances the applied index and wakes waiters.
-func (f *FSM) setApplied(idx uint64) {
-	f.applied.Store(idx)
+// notifyApplied wakes the waiters after the applied index moved.
+func (f *FSM) notifyApplied() {
 	f.waitMu.Lock()
 	close(f.appliedCh)
 	f.appliedCh = make(chan struct{})

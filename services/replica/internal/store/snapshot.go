@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 
 	raftv1 "github.com/concord-kv/concord/proto/gen/go/concord/raft/v1"
 	"github.com/google/btree"
@@ -54,8 +56,11 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 	if _, err := protodelim.MarshalTo(bw, hdr); err != nil {
 		return err
 	}
-	for id, addr := range s.members {
-		rec := &raftv1.SnapshotRecord{Record: &raftv1.SnapshotRecord_Member{Member: &raftv1.SetMember{Id: id, ApiAddress: addr}}}
+	// Members in id order: map order is random, and identical states must
+	// give identical snapshot bytes (backups and replicas are compared by
+	// hash).
+	for _, id := range slices.Sorted(maps.Keys(s.members)) {
+		rec := &raftv1.SnapshotRecord{Record: &raftv1.SnapshotRecord_Member{Member: &raftv1.SetMember{Id: id, ApiAddress: s.members[id]}}}
 		if _, err := protodelim.MarshalTo(bw, rec); err != nil {
 			return err
 		}
@@ -90,8 +95,9 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.mu.Lock()
 	f.data, f.expiry, f.members, f.mem = fresh.data, fresh.expiry, fresh.members, fresh.mem
+	f.applied.Store(applied)
 	f.mu.Unlock()
-	f.setApplied(applied)
+	f.notifyApplied()
 	return nil
 }
 

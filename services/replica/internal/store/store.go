@@ -366,9 +366,12 @@ func (s *Store) lead(ctx context.Context, term uint64) {
 				break
 			}
 			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err := s.ApplyLocal(actx, &raftv1.Command{Op: &raftv1.Command_Expire{Expire: &raftv1.Expire{Keys: keys}}})
+			res, err := s.ApplyLocal(actx, &raftv1.Command{Op: &raftv1.Command_Expire{Expire: &raftv1.Expire{Keys: keys}}})
 			cancel()
-			if err != nil {
+			// Nothing deleted means the stamp is before the expiries the
+			// reaper saw (the clock stepped back): proposing again at once
+			// would spin, so wait for the next tick.
+			if err != nil || res.GetDeleted() == 0 {
 				break
 			}
 		}
@@ -404,7 +407,7 @@ func (s *Store) Apply(ctx context.Context, cmd *raftv1.Command) (*raftv1.Result,
 		lastErr = err
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: %v", ErrNoLeader, lastErr)
+			return nil, fmt.Errorf("%w: %w", ErrNoLeader, lastErr)
 		case <-s.stop:
 			return nil, ErrClosed
 		case <-time.After(backoff):
@@ -427,7 +430,7 @@ func (s *Store) ApplyLocal(ctx context.Context, cmd *raftv1.Command) (*raftv1.Re
 	cmd.StampUnixMs = s.NowMs()
 	data, err := proto.Marshal(cmd)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidArgument, err)
 	}
 	timeout := 10 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
@@ -442,18 +445,24 @@ func (s *Store) ApplyLocal(ctx context.Context, cmd *raftv1.Command) (*raftv1.Re
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: %v", ErrOutcomeUnknown, ctx.Err())
+		return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
 	}
 	switch {
 	case err == nil:
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		// Answered before the entry was dispatched to the log.
 		return nil, ErrNotLeader
 	case errors.Is(err, raft.ErrEnqueueTimeout):
-		return nil, fmt.Errorf("%w: %v", ErrNoLeader, err)
-	case errors.Is(err, raft.ErrRaftShutdown):
+		return nil, fmt.Errorf("%w: %w", ErrNoLeader, err)
+	case errors.Is(err, raft.ErrRaftShutdown) && f.Index() == 0:
+		// Refused at enqueue: the entry never reached the log.
 		return nil, ErrClosed
-	default: // ErrLeadershipLost and anything else: it may have been committed
-		return nil, fmt.Errorf("%w: %v", ErrOutcomeUnknown, err)
+	default:
+		// ErrLeadershipLost, a log store failure, or ErrRaftShutdown for an
+		// entry that had an index: raft answers committed entries it could
+		// not hand to the FSM before shutting down with ErrRaftShutdown. The
+		// entry may have been committed, so it must not be retried.
+		return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 	}
 	res, _ := f.Response().(*raftv1.Result)
 	if res == nil {
@@ -512,6 +521,10 @@ func (s *Store) forwardApply(ctx context.Context, cmd *raftv1.Command) (*raftv1.
 
 // forwardError classifies a failed call to the leader. write says whether
 // the request may have changed state if it reached the leader.
+//
+// The cause is kept as text, not wrapped: the transport's *connect.Error
+// carries a code made up on this side (a reset connection is Unavailable),
+// and the server must answer with the code of our verdict instead.
 func forwardError(err error, write bool) error {
 	var ce *connect.Error
 	if errors.As(err, &ce) && connect.IsWireError(ce) {
@@ -524,34 +537,38 @@ func forwardError(err error, write bool) error {
 	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
-		return fmt.Errorf("%w: %v", ErrNoLeader, err)
+		return fmt.Errorf("%w: %s", ErrNoLeader, err.Error())
 	}
 	if !write {
-		return fmt.Errorf("%w: %v", ErrNoLeader, err)
+		return fmt.Errorf("%w: %s", ErrNoLeader, err.Error())
 	}
-	return fmt.Errorf("%w: forwarding to leader: %v", ErrOutcomeUnknown, err)
+	return fmt.Errorf("%w: forwarding to leader: %s", ErrOutcomeUnknown, err.Error())
 }
 
 // ReadIndexLocal returns the index a read must wait for, as the leader:
 // its applied index for leader reads, or a quorum-confirmed commit index for
 // linearizable ones (ReadIndex).
+//
+// Both levels need the leader to have applied the first entry of its term:
+// before that a new leader may not yet know (let alone have applied) writes
+// the previous leader committed and acknowledged.
 func (s *Store) ReadIndexLocal(ctx context.Context, linearizable bool) (uint64, error) {
 	if s.raft.State() != raft.Leader {
 		return 0, ErrNotLeader
-	}
-	if !linearizable {
-		return s.fsm.Applied(), nil
 	}
 	term := s.raft.CurrentTerm()
 	if s.readyTerm.Load() != term {
 		return 0, ErrNotReady
 	}
+	if !linearizable {
+		return s.fsm.Applied(), nil
+	}
 	idx := s.raft.CommitIndex()
 	if err := s.verify.Verify(ctx); err != nil {
 		if ctx.Err() != nil {
-			return 0, fmt.Errorf("%w: %v", ErrTimeout, err)
+			return 0, fmt.Errorf("%w: %w", ErrTimeout, err)
 		}
-		return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		return 0, fmt.Errorf("%w: %w", ErrNotLeader, err)
 	}
 	if s.raft.CurrentTerm() != term {
 		return 0, ErrNotLeader
@@ -593,7 +610,7 @@ func (s *Store) ReadBarrier(ctx context.Context, c Consistency, minRevision uint
 			}
 			select {
 			case <-ctx.Done():
-				return fmt.Errorf("%w: %v", ErrNoLeader, err)
+				return fmt.Errorf("%w: %w", ErrNoLeader, err)
 			case <-s.stop:
 				return ErrClosed
 			case <-time.After(backoff):

@@ -15,6 +15,7 @@ import (
 type streamLayer struct {
 	net.Listener
 	advertise net.Addr
+	source    net.Addr // local address for outgoing connections, or nil
 	blocked   atomic.Bool
 
 	mu    sync.Mutex
@@ -27,7 +28,14 @@ func newStreamLayer(ln net.Listener, advertise net.Addr) *streamLayer {
 	if advertise == nil {
 		advertise = ln.Addr()
 	}
-	return &streamLayer{Listener: ln, advertise: advertise, conns: map[net.Conn]struct{}{}}
+	s := &streamLayer{Listener: ln, advertise: advertise, conns: map[net.Conn]struct{}{}}
+	// Dial peers from the address we listen on when it is a specific one, so
+	// a peer (or a firewall, or the chaos suite's proxies) can tell which
+	// member a connection comes from.
+	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsUnspecified() {
+		s.source = &net.TCPAddr{IP: a.IP}
+	}
+	return s
 }
 
 var _ raft.StreamLayer = (*streamLayer)(nil)
@@ -38,7 +46,8 @@ func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 	if s.blocked.Load() {
 		return nil, errPartitioned
 	}
-	c, err := net.DialTimeout("tcp", string(address), timeout)
+	d := net.Dialer{Timeout: timeout, LocalAddr: s.source}
+	c, err := d.Dial("tcp", string(address))
 	if err != nil {
 		return nil, err
 	}
@@ -62,9 +71,22 @@ func (s *streamLayer) Accept() (net.Conn, error) {
 // SetBlocked cuts (true) or restores (false) every raft link of this node.
 func (s *streamLayer) SetBlocked(b bool) {
 	s.blocked.Store(b)
-	if !b {
-		return
+	if b {
+		s.closeConns()
 	}
+}
+
+// Close closes the listener and every connection still open. raft's
+// NetworkTransport.Close closes only the listener: without this, the
+// connections in its pool and the ones it accepted (each with a goroutine
+// blocked reading it) would outlive a stopped node.
+func (s *streamLayer) Close() error {
+	err := s.Listener.Close()
+	s.closeConns()
+	return err
+}
+
+func (s *streamLayer) closeConns() {
 	s.mu.Lock()
 	conns := make([]net.Conn, 0, len(s.conns))
 	for c := range s.conns {
