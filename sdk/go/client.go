@@ -358,7 +358,7 @@ func (c *Client) attempts(ctx context.Context, name string, kind callKind, toLea
 			c.forgetLeader(e)
 		case unknown:
 			if kind == writeCall {
-				return fmt.Errorf("%s: %w: %w", name, ErrOutcomeUnknown, wrap(name, err))
+				return unknownOutcome(name, err)
 			}
 			uncertain = true
 			c.forgetLeader(e)

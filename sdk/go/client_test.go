@@ -9,13 +9,6 @@ import (
 	"time"
 
 	concord "github.com/concord-kv/concord/sdk/go"
-	"github.com/concord-kv/concord/sdk/go/concordtest"
-)
-
-// shared is one 3-replica cluster for the tests that do not kill replicas.
-var (
-	sharedOnce sync.Once
-	shared     *concordtest.Cluster
 )
 
 func newClient(t *testing.T, endpoints []string, opts ...concord.Option) *concord.Client {
@@ -88,18 +81,6 @@ func total(m map[string]uint64) uint64 {
 		n += v
 	}
 	return n
-}
-
-func cluster(t *testing.T) *concordtest.Cluster {
-	t.Helper()
-	sharedOnce.Do(func() {
-		sharedCleanups = &sharedTB{T: t}
-		shared = concordtest.Start(sharedCleanups, 3)
-	})
-	if shared == nil {
-		t.Fatal("shared cluster failed to start")
-	}
-	return shared
 }
 
 func TestCRUDAndConditionalWrites(t *testing.T) {

@@ -29,6 +29,31 @@
 //     the write conditional ([IfAbsent], [IfModRevision]) so a retry is safe.
 //   - A write that fails with [ErrNoLeader] was not applied.
 //
+// # Helpers for common uses
+//
+// The product's use cases, built on conditional writes and TTLs so that
+// they stay correct under concurrency and failures:
+//
+//   - Distributed locks: [Client.Lock] and [Client.TryLock] create
+//     "locks/<name>" only if absent, with a TTL a keepalive renews until
+//     [Lock.Unlock], which deletes the key only if it still holds this lock.
+//     [Lock.Fence] is a fencing token that grows with each holder: the
+//     protected resource must check it, as a lease cannot stop a stalled
+//     holder from acting after its lock expired.
+//   - Rate limiting: [Client.RateLimiter] counts requests per id in fixed
+//     windows with compare-and-set increments; it never admits more than
+//     the limit, however many processes share it.
+//   - Session storage: [NewSessions] stores values with a TTL that
+//     [Sessions.Touch] extends on activity.
+//   - Service discovery: [Client.Register] writes
+//     "services/<service>/<instance>" with a TTL and a heartbeat;
+//     [Client.Discover] lists the instances still present.
+//   - Feature flags: [Client.Flag] reads "flags/<name>" as a boolean
+//     ("enabled", "disabled", true, false) and [GetFlag] as any JSON type,
+//     each with a default for flags that are not set.
+//
+// The package examples show each of them, and each client call.
+//
 // # Errors
 //
 // Every error wraps one of the sentinels ([ErrNotFound], [ErrInvalidArgument],

@@ -37,6 +37,9 @@ var (
 	ErrOutcomeUnknown = errors.New("concord: outcome unknown")
 	// ErrClosed: the client was closed.
 	ErrClosed = errors.New("concord: client closed")
+	// ErrLockHeld: TryLock found the lock held by another holder. It wraps
+	// ErrConflict.
+	ErrLockHeld = fmt.Errorf("%w: lock held", ErrConflict)
 )
 
 // sentinel maps a Connect code to the client's error vocabulary.
@@ -105,6 +108,17 @@ func wrap(op string, err error) error {
 		return fmt.Errorf("%s: %w: %w", op, ErrTimeout, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
+}
+
+// unknownOutcome is the error of a write that may have been applied. It
+// wraps ErrOutcomeUnknown and the cause, and ErrTimeout if the deadline
+// passed, but never ErrNoLeader: that promises the write was not applied,
+// and a connection broken mid-call also comes back as Unavailable.
+func unknownOutcome(op string, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || connect.CodeOf(err) == connect.CodeDeadlineExceeded {
+		return fmt.Errorf("%s: %w: %w: %w", op, ErrOutcomeUnknown, ErrTimeout, err)
+	}
+	return fmt.Errorf("%s: %w: %w", op, ErrOutcomeUnknown, err)
 }
 
 func invalid(format string, args ...any) error {

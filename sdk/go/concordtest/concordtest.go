@@ -9,6 +9,7 @@ package concordtest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -132,7 +134,57 @@ func Start(tb testing.TB, n int, opts ...Option) *Cluster {
 	for i := range c.Replicas {
 		c.WaitReady(ctx, i)
 	}
+	for i := range c.Replicas {
+		c.waitRegistered(ctx, i, n)
+	}
 	return c
+}
+
+// waitRegistered waits until replica i reports n members that have all
+// registered their API addresses, so a client that learns the members from
+// any replica learns all of them.
+func (c *Cluster) waitRegistered(ctx context.Context, i, n int) {
+	c.tb.Helper()
+	r := c.Replicas[i]
+	for {
+		var st statusJSON
+		err := postJSON(ctx, r.URL()+"/concord.v1.ClusterService/Status", &st)
+		if err == nil && len(st.Members) == n && !slices.ContainsFunc(st.Members, func(m memberJSON) bool { return m.APIAddress == "" }) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			c.tb.Fatalf("replica %s: members not registered (%+v, %v): %v\n%s", r.ID, st, err, ctx.Err(), r.Log())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// statusJSON is the part of a Status answer (Connect JSON) waitRegistered reads.
+type statusJSON struct {
+	Members []memberJSON `json:"members"`
+}
+
+type memberJSON struct {
+	APIAddress string `json:"apiAddress"`
+}
+
+// postJSON makes a Connect unary call with an empty JSON request.
+func postJSON(ctx context.Context, url string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader("{}"))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
 }
 
 func freeAddr(tb testing.TB) string {
