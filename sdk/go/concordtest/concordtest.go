@@ -218,6 +218,9 @@ func (c *Cluster) Restart(i int) {
 	args := append([]string{"--node-id", r.ID, "--api-addr", r.APIAddr, "--raft-addr", r.RaftAddr,
 		"--data-dir", r.DataDir, "--peers", c.peers, "--log-level", "warn"}, c.extra...)
 	cmd := exec.Command(c.bin, args...)
+	// The replica dies with the test process, even when a test binary is
+	// killed or panics before its cleanups run.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	r.log = &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = &lockedWriter{mu: &r.mu, w: r.log}, &lockedWriter{mu: &r.mu, w: r.log}
 	if err := cmd.Start(); err != nil {
