@@ -37,6 +37,8 @@ type Client struct {
 
 	refreshMu   sync.Mutex
 	lastRefresh time.Time
+	// incomplete: the last status named members without an API address.
+	incomplete atomic.Bool
 
 	stop chan struct{}
 	done chan struct{}
@@ -190,13 +192,24 @@ func (c *Client) setEndpoints(urls []string, leader string, direct bool) {
 
 func (c *Client) refreshLoop() {
 	defer close(c.done)
-	t := time.NewTicker(c.opts.refresh)
+	first := c.opts.refresh
+	if c.incomplete.Load() {
+		first = min(first, 200*time.Millisecond)
+	}
+	t := time.NewTimer(first)
 	defer t.Stop()
 	for {
 		select {
 		case <-c.stop:
 			return
 		case <-t.C:
+			// While some members have not registered their API address yet
+			// (a cluster that is starting), look again soon.
+			next := c.opts.refresh
+			if c.incomplete.Load() {
+				next = min(next, 200*time.Millisecond)
+			}
+			t.Reset(next)
 			ctx, cancel := context.WithTimeout(context.Background(), c.opts.timeout)
 			if err := c.refresh(ctx, true); err != nil {
 				c.opts.logger.Debug("concord: refresh failed", "error", err)
@@ -247,7 +260,11 @@ func (c *Client) refresh(ctx context.Context, force bool) error {
 func (c *Client) learn(from string, st *concordv1.StatusResponse) {
 	var members []string
 	direct := false
+	incomplete := false
 	for _, m := range st.GetMembers() {
+		if m.GetApiAddress() == "" {
+			incomplete = true
+		}
 		if a := m.GetApiAddress(); a != "" {
 			members = append(members, strings.TrimRight(a, "/"))
 			if strings.TrimRight(a, "/") == from {
@@ -255,6 +272,7 @@ func (c *Client) learn(from string, st *concordv1.StatusResponse) {
 			}
 		}
 	}
+	c.incomplete.Store(incomplete && c.opts.discovery)
 	if !c.opts.discovery || !direct {
 		c.setEndpoints(c.seeds, "", false)
 		return

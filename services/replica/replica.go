@@ -210,10 +210,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		_, _ = io.WriteString(w, `{"status":"ok"}`)
 	})
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
-		// Ready once a leader is known and reachable: it has recorded its
-		// API address, so this replica can forward to it.
+		// Ready once a leader is known and reachable (it has recorded its
+		// API address, so this replica can forward to it) and this replica's
+		// own API address is in the members table (clients can find it).
 		if id, api := st.Leader(); id == "" || api == "" {
 			http.Error(w, `{"status":"no leader"}`, http.StatusServiceUnavailable)
+			return
+		}
+		if st.FSM().Members()[st.ID()] != apiURL {
+			http.Error(w, `{"status":"registering"}`, http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = io.WriteString(w, `{"status":"ready"}`)
