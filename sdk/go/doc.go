@@ -52,12 +52,52 @@
 //     ("enabled", "disabled", true, false) and [GetFlag] as any JSON type,
 //     each with a default for flags that are not set.
 //
-// The package examples show each of them, and each client call.
+// The package examples show each of them, and each client call. In short
+// (error handling left out):
+//
+// Feature flags:
+//
+//	_, _ = c.Put(ctx, "flags/new_dashboard", []byte(`"enabled"`), concord.WithContentType("application/json"))
+//	if on, _ := c.Flag(ctx, "new_dashboard", false); on {
+//		renderNewDashboard()
+//	}
+//
+// Session storage:
+//
+//	sessions := concord.NewSessions[Session](c, "session:", 30*time.Minute)
+//	_, _ = sessions.Put(ctx, sessionID, Session{UserID: 123})
+//	s, ttl, _ := sessions.Get(ctx, sessionID) // and the remaining TTL
+//	_, _ = sessions.Touch(ctx, sessionID)     // extend on activity
+//
+// Rate limiting:
+//
+//	limiter := c.RateLimiter("rate_limit:", 1000, 24*time.Hour)
+//	if ok, _, _ := limiter.Allow(ctx, userID); !ok {
+//		return errTooManyRequests
+//	}
+//
+// Service discovery:
+//
+//	reg, _ := c.Register(ctx, "web", "web-1", concord.ServiceInstance{Address: "10.0.1.100", Port: 8080}, 10*time.Second)
+//	defer reg.Deregister(ctx)
+//	instances, _ := c.Discover(ctx, "web") // the healthy ones: heartbeats keep them
+//
+// Distributed locks:
+//
+//	lock, err := c.Lock(ctx, "job:123", 15*time.Second)
+//	if err != nil {
+//		return err
+//	}
+//	defer lock.Unlock(ctx)
+//	doWork(lock.Fence()) // the resource rejects fences older than the last it saw
+//
 //
 // # Errors
 //
-// Every error wraps one of the sentinels ([ErrNotFound], [ErrInvalidArgument],
-// [ErrUnauthorized], [ErrForbidden], [ErrConflict], [ErrRateLimited],
-// [ErrNoLeader], [ErrTimeout], [ErrOutcomeUnknown]); test with errors.Is.
+// Every error from the cluster or the client's checks wraps one of the
+// sentinels ([ErrNotFound], [ErrInvalidArgument], [ErrUnauthorized],
+// [ErrForbidden], [ErrConflict], [ErrRateLimited], [ErrNoLeader],
+// [ErrTimeout], [ErrOutcomeUnknown]); test with errors.Is. (A stored value
+// that a typed helper cannot decode is reported with the codec's error.)
 // Bad options fail with ErrInvalidArgument before any network call.
 package concord
