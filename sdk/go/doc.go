@@ -91,7 +91,6 @@
 //	defer lock.Unlock(ctx)
 //	doWork(lock.Fence()) // the resource rejects fences older than the last it saw
 //
-//
 // # Errors
 //
 // Every error from the cluster or the client's checks wraps one of the
