@@ -1,0 +1,344 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"connectrpc.com/connect"
+	concordv1 "github.com/concord-kv/concord/proto/gen/go/concord/v1"
+	"github.com/concord-kv/concord/proto/gen/go/concord/v1/concordv1connect"
+)
+
+// Node is one replica process behind its chaos proxy.
+type Node struct {
+	Index     int
+	ID        string
+	IP        netip.Addr
+	APIAddr   string // host:port the API listens on
+	RaftAddr  string // host:port Raft listens on
+	ProxyAddr string // host:port of the proxy in front of RaftAddr: what peers dial
+	DataDir   string
+	LogPath   string
+
+	kv      concordv1connect.KVServiceClient
+	cluster concordv1connect.ClusterServiceClient
+
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	exited   chan struct{} // closed when cmd has exited
+	paused   bool
+	expected bool // the current process is meant to exit (we killed it)
+	crashes  []string
+}
+
+// URL is the node's API base URL.
+func (n *Node) URL() string { return "http://" + n.APIAddr }
+
+// Running reports whether the process is up (perhaps paused).
+func (n *Node) Running() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.cmd != nil
+}
+
+// Paused reports whether the process is stopped with SIGSTOP.
+func (n *Node) Paused() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.paused
+}
+
+// Cluster is N replica processes on distinct loopback IPs, each behind a
+// chaos proxy on its Raft port. Node i listens on 127.0.B.(11+i); its proxy
+// on 127.0.B+1.(11+i), where B is even and picked per cluster so that
+// concurrent test processes do not share addresses.
+type Cluster struct {
+	Nodes []*Node
+	Net   *Network
+
+	bin   string
+	extra []string
+	http  *http.Client
+	logf  func(format string, args ...any)
+}
+
+// ClusterConfig describes a cluster to start.
+type ClusterConfig struct {
+	Bin   string   // replica binary
+	Nodes int      // 3 or 5
+	Args  []string // extra replica flags
+	Dir   string   // data and logs
+	Seed  uint64
+	Logf  func(format string, args ...any)
+}
+
+// StartCluster starts the proxies and replicas and waits until every
+// replica is ready. Close stops everything.
+func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
+	block := 2 * (1 + rand.IntN(120)) // 127.0.block.x nodes, 127.0.block+1.x proxies
+	c := &Cluster{bin: cfg.Bin, extra: cfg.Args, logf: cfg.Logf, http: newHTTPClient()}
+	if c.logf == nil {
+		c.logf = func(string, ...any) {}
+	}
+	ips := make([]netip.Addr, cfg.Nodes)
+	for i := range cfg.Nodes {
+		ips[i] = netip.AddrFrom4([4]byte{127, 0, byte(block), byte(11 + i)})
+	}
+	c.Net = NewNetwork(ips, cfg.Seed)
+	var peers []string
+	for i := range cfg.Nodes {
+		n := &Node{
+			Index: i, ID: fmt.Sprintf("n%d", i+1), IP: ips[i],
+			DataDir: filepath.Join(cfg.Dir, fmt.Sprintf("n%d", i+1)),
+			LogPath: filepath.Join(cfg.Dir, fmt.Sprintf("n%d.log", i+1)),
+		}
+		var err error
+		if n.APIAddr, err = freeAddr(ips[i]); err != nil {
+			c.Close()
+			return nil, err
+		}
+		if n.RaftAddr, err = freeAddr(ips[i]); err != nil {
+			c.Close()
+			return nil, err
+		}
+		proxyIP := netip.AddrFrom4([4]byte{127, 0, byte(block + 1), byte(11 + i)})
+		addr, err := c.Net.Listen(i, netip.AddrPortFrom(proxyIP, 0).String(), n.RaftAddr)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		n.ProxyAddr = addr.String()
+		n.kv = concordv1connect.NewKVServiceClient(c.http, n.URL())
+		n.cluster = concordv1connect.NewClusterServiceClient(c.http, n.URL())
+		peers = append(peers, n.ID+"="+n.ProxyAddr)
+		c.Nodes = append(c.Nodes, n)
+	}
+	for _, n := range c.Nodes {
+		if err := c.start(n, strings.Join(peers, ",")); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	if err := c.WaitReady(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func newHTTPClient() *http.Client {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: &http.Transport{Protocols: &p, MaxIdleConnsPerHost: 16}}
+}
+
+func freeAddr(ip netip.Addr) (string, error) {
+	ln, err := net.Listen("tcp", netip.AddrPortFrom(ip, 0).String())
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = ln.Close() }()
+	return ln.Addr().String(), nil
+}
+
+func (c *Cluster) peers() string {
+	var peers []string
+	for _, n := range c.Nodes {
+		peers = append(peers, n.ID+"="+n.ProxyAddr)
+	}
+	return strings.Join(peers, ",")
+}
+
+func (c *Cluster) start(n *Node, peers string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd != nil {
+		return fmt.Errorf("%s is running", n.ID)
+	}
+	logf, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	_, _ = fmt.Fprintf(logf, "=== chaos: start %s at %s\n", n.ID, time.Now().Format(time.RFC3339Nano))
+	args := append([]string{
+		"--node-id", n.ID, "--api-addr", n.APIAddr, "--raft-addr", n.RaftAddr,
+		"--raft-advertise", n.ProxyAddr, "--peers", peers, "--data-dir", n.DataDir,
+		"--log-level", "info",
+	}, c.extra...)
+	cmd := exec.Command(c.bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = procAttr()
+	if err := cmd.Start(); err != nil {
+		_ = logf.Close()
+		return fmt.Errorf("start %s: %w", n.ID, err)
+	}
+	exited := make(chan struct{})
+	n.cmd, n.exited, n.paused, n.expected = cmd, exited, false, false
+	go func() {
+		err := cmd.Wait()
+		_ = logf.Close()
+		n.mu.Lock()
+		if !n.expected {
+			n.crashes = append(n.crashes, fmt.Sprintf("%s exited on its own: %v", n.ID, err))
+		}
+		if n.cmd == cmd {
+			n.cmd = nil
+		}
+		n.mu.Unlock()
+		close(exited)
+	}()
+	return nil
+}
+
+// Restart starts node n again on its addresses and data directory.
+func (c *Cluster) Restart(n *Node) error { return c.start(n, c.peers()) }
+
+// Kill sends SIGKILL to node n and waits until it has exited.
+func (c *Cluster) Kill(n *Node) {
+	n.mu.Lock()
+	cmd, exited := n.cmd, n.exited
+	if cmd == nil {
+		n.mu.Unlock()
+		return
+	}
+	n.expected = true
+	n.paused = false
+	n.mu.Unlock()
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	<-exited
+}
+
+// Pause stops node n with SIGSTOP.
+func (c *Cluster) Pause(n *Node) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd != nil && !n.paused {
+		_ = n.cmd.Process.Signal(syscall.SIGSTOP)
+		n.paused = true
+	}
+}
+
+// Resume continues node n after Pause.
+func (c *Cluster) Resume(n *Node) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd != nil && n.paused {
+		_ = n.cmd.Process.Signal(syscall.SIGCONT)
+		n.paused = false
+	}
+}
+
+// Crashes lists the processes that exited without being killed.
+func (c *Cluster) Crashes() []string {
+	var out []string
+	for _, n := range c.Nodes {
+		n.mu.Lock()
+		out = append(out, n.crashes...)
+		n.mu.Unlock()
+	}
+	return out
+}
+
+// HealAll makes every link pass, resumes paused nodes and restarts stopped
+// ones.
+func (c *Cluster) HealAll() error {
+	c.Net.Heal()
+	var errs []error
+	for _, n := range c.Nodes {
+		c.Resume(n)
+		if !n.Running() {
+			errs = append(errs, c.Restart(n))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close kills every replica and stops the proxies.
+func (c *Cluster) Close() {
+	for _, n := range c.Nodes {
+		c.Kill(n)
+	}
+	if c.Net != nil {
+		c.Net.Close()
+	}
+	c.http.CloseIdleConnections()
+}
+
+// URLs lists the API base URLs.
+func (c *Cluster) URLs() []string {
+	out := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		out[i] = n.URL()
+	}
+	return out
+}
+
+// WaitReady waits until every running node answers /ready.
+func (c *Cluster) WaitReady(ctx context.Context) error {
+	for _, n := range c.Nodes {
+		for n.Running() {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.URL()+"/ready", nil)
+			if err != nil {
+				return err
+			}
+			resp, err := c.http.Do(req)
+			if err == nil {
+				_ = resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s not ready: %w", n.ID, ctx.Err())
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// Status asks node n for its status.
+func (c *Cluster) Status(ctx context.Context, n *Node) (*concordv1.StatusResponse, error) {
+	resp, err := n.cluster.Status(ctx, connect.NewRequest(&concordv1.StatusRequest{}))
+	if err != nil {
+		return nil, err
+	}
+	return resp.Msg, nil
+}
+
+// Leader returns the node that says it leads, asking every running,
+// unpaused node; nil if none does before ctx ends.
+func (c *Cluster) Leader(ctx context.Context) *Node {
+	for {
+		for _, n := range c.Nodes {
+			if !n.Running() || n.Paused() {
+				continue
+			}
+			sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			st, err := c.Status(sctx, n)
+			cancel()
+			if err == nil && st.GetState() == "leader" {
+				return n
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

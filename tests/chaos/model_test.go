@@ -1,0 +1,135 @@
+package chaos
+
+import (
+	"math"
+	"testing"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// op builds an operation of client 0 from call to ret (ret < 0: unknown
+// outcome, open forever).
+func op(client int, call, ret int64, in Input, out Output) porcupine.Operation {
+	if ret < 0 {
+		ret = math.MaxInt64
+	}
+	return porcupine.Operation{ClientId: client, Input: in, Call: call, Output: out, Return: ret}
+}
+
+func get(k string) Input    { return Input{Op: OpGet, Key: k} }
+func put(k, v string) Input { return Input{Op: OpPut, Key: k, Value: v} }
+func cas(k, ev string, r uint64, v string) Input {
+	return Input{Op: OpCAS, Key: k, ExpValue: ev, ExpRev: r, Value: v}
+}
+func absent(k, v string) Input { return Input{Op: OpPutAbsent, Key: k, Value: v} }
+func del(k string) Input       { return Input{Op: OpDelete, Key: k} }
+func casDel(k, ev string, r uint64) Input {
+	return Input{Op: OpCASDelete, Key: k, ExpValue: ev, ExpRev: r}
+}
+
+var (
+	okAt     = func(rev uint64) Output { return Output{Status: StatusOK, Rev: rev} }
+	read     = func(v string, rev uint64) Output { return Output{Status: StatusOK, Value: v, Rev: rev} }
+	notFound = Output{Status: StatusNotFound}
+	conflict = Output{Status: StatusConflict}
+	unknown  = Output{Status: StatusUnknown}
+	deleted  = func(rev uint64, d bool) Output { return Output{Status: StatusOK, Rev: rev, Deleted: d} }
+)
+
+func TestRegisterModel(t *testing.T) {
+	tests := []struct {
+		name string
+		ops  []porcupine.Operation
+		want bool
+	}{
+		{"empty read", []porcupine.Operation{op(0, 0, 1, get("a"), notFound)}, true},
+		{"read own write", []porcupine.Operation{
+			op(0, 0, 1, put("a", "x"), okAt(5)),
+			op(0, 2, 3, get("a"), read("x", 5)),
+		}, true},
+		{"stale read", []porcupine.Operation{
+			op(0, 0, 1, put("a", "x"), okAt(5)),
+			op(0, 2, 3, put("a", "y"), okAt(6)),
+			op(1, 4, 5, get("a"), read("x", 5)),
+		}, false},
+		{"lost acknowledged write", []porcupine.Operation{
+			op(0, 0, 1, put("a", "x"), okAt(5)),
+			op(1, 2, 3, get("a"), notFound),
+		}, false},
+		{"concurrent read may see either", []porcupine.Operation{
+			op(0, 0, 1, put("a", "x"), okAt(5)),
+			op(0, 2, 6, put("a", "y"), okAt(6)),
+			op(1, 3, 4, get("a"), read("x", 5)),
+		}, true},
+		{"revision must match the write", []porcupine.Operation{
+			op(0, 0, 1, put("a", "x"), okAt(5)),
+			op(1, 2, 3, get("a"), read("x", 7)),
+		}, false},
+		{"revisions grow with the order of writes", []porcupine.Operation{
+			op(0, 0, 1, put("a", "x"), okAt(9)),
+			op(0, 2, 3, put("a", "y"), okAt(6)),
+		}, false},
+		{"unknown write may apply later", []porcupine.Operation{
+			op(0, 0, -1, put("a", "x"), unknown),
+			op(1, 2, 3, get("a"), notFound),
+			op(1, 4, 5, get("a"), read("x", 5)),
+		}, true},
+		{"unknown write may never apply", []porcupine.Operation{
+			op(0, 0, -1, put("a", "x"), unknown),
+			op(1, 2, 3, get("a"), notFound),
+		}, true},
+		{"value never written", []porcupine.Operation{
+			op(1, 0, 1, get("a"), read("ghost", 3)),
+		}, false},
+		{"cas succeeds on the value read", []porcupine.Operation{
+			op(0, 0, 1, put("a", "x"), okAt(5)),
+			op(1, 2, 3, get("a"), read("x", 5)),
+			op(1, 4, 5, cas("a", "x", 5, "y"), okAt(8)),
+			op(1, 6, 7, get("a"), read("y", 8)),
+		}, true},
+		{"cas conflict although the value is current", []porcupine.Operation{
+			op(0, 0, 1, put("a", "x"), okAt(5)),
+			op(1, 2, 3, cas("a", "x", 5, "y"), conflict),
+		}, false},
+		{"cas succeeds on a value overwritten before", []porcupine.Operation{
+			op(0, 0, 1, put("a", "x"), okAt(5)),
+			op(0, 2, 3, put("a", "z"), okAt(6)),
+			op(1, 4, 5, cas("a", "x", 5, "y"), okAt(8)),
+		}, false},
+		{"cas against an unknown write's value learns its revision", []porcupine.Operation{
+			op(0, 0, -1, put("a", "x"), unknown),
+			op(1, 2, 3, get("a"), read("x", 5)),
+			op(1, 4, 5, cas("a", "x", 5, "y"), okAt(9)),
+			op(1, 6, 7, get("a"), read("y", 9)),
+		}, true},
+		{"put if absent twice", []porcupine.Operation{
+			op(0, 0, 1, absent("a", "x"), okAt(5)),
+			op(1, 2, 3, absent("a", "y"), okAt(6)),
+		}, false},
+		{"put if absent conflict after delete", []porcupine.Operation{
+			op(0, 0, 1, absent("a", "x"), okAt(5)),
+			op(0, 2, 3, del("a"), deleted(6, true)),
+			op(1, 4, 5, absent("a", "y"), conflict),
+		}, false},
+		{"delete reports whether the key existed", []porcupine.Operation{
+			op(0, 0, 1, del("a"), deleted(4, true)),
+		}, false},
+		{"cas delete then read", []porcupine.Operation{
+			op(0, 0, 1, put("a", "x"), okAt(5)),
+			op(0, 2, 3, casDel("a", "x", 5), deleted(6, true)),
+			op(1, 4, 5, get("a"), notFound),
+		}, true},
+		{"keys are independent", []porcupine.Operation{
+			op(0, 0, 1, put("a", "x"), okAt(5)),
+			op(1, 2, 3, get("b"), notFound),
+			op(1, 4, 5, get("a"), read("x", 5)),
+		}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := porcupine.CheckOperations(RegisterModel, tt.ops); got != tt.want {
+				t.Errorf("linearizable = %t, want %t", got, tt.want)
+			}
+		})
+	}
+}
