@@ -16,6 +16,9 @@ type Item struct {
 	TTL time.Duration
 	// ContentType defaults to application/octet-stream.
 	ContentType string
+	// Compress forces (true) or disables (false) compression of this value;
+	// nil lets the server compress values above its threshold.
+	Compress *bool
 }
 
 // TouchItem is one key of TouchMany.
@@ -29,6 +32,8 @@ type GetManyResult struct {
 	KVs      []*KV
 	Missing  []string
 	Revision uint64
+	// Node is the replica that served the call.
+	Node string
 }
 
 // BatchResult is the outcome of DeleteMany and TouchMany.
@@ -38,6 +43,8 @@ type BatchResult struct {
 	Deleted int
 	// Missing lists the keys TouchMany did not find.
 	Missing []string
+	// Node is the replica that served the call.
+	Node string
 }
 
 func checkBatch(n int) error {
@@ -75,7 +82,10 @@ func (c *Client) PutMany(ctx context.Context, items []Item) (WriteResult, error)
 		if ct == "" {
 			ct = ContentTypeBytes
 		}
-		req.Items[i] = &concordv1.PutItem{Key: it.Key, Value: it.Value, TtlSeconds: int64(it.TTL / time.Second), ContentType: ct}
+		req.Items[i] = &concordv1.PutItem{
+			Key: it.Key, Value: it.Value, TtlSeconds: int64(it.TTL / time.Second), ContentType: ct,
+			Compress: compressMode(it.Compress),
+		}
 	}
 	var res WriteResult
 	err := c.do(ctx, "put_many", writeCall, true, func(ctx context.Context, e *endpoint) error {
@@ -89,9 +99,9 @@ func (c *Client) PutMany(ctx context.Context, items []Item) (WriteResult, error)
 }
 
 // GetMany reads up to 500 keys from one consistent view. Options:
-// Consistency, MinRevision.
+// Consistency, MinRevision, WithRemainingTTL.
 func (c *Client) GetMany(ctx context.Context, keys []string, opts ...OpOption) (*GetManyResult, error) {
-	o, err := buildOp("GetMany", readOptions, opts)
+	o, err := buildOp("GetMany", getManyOptions, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -104,14 +114,15 @@ func (c *Client) GetMany(ctx context.Context, keys []string, opts ...OpOption) (
 		}
 	}
 	cons, toLeader := c.level(o.consistency)
-	req := &concordv1.BatchGetRequest{Keys: keys, Consistency: cons, MinRevision: o.minRevision}
+	req := &concordv1.BatchGetRequest{Keys: keys, Consistency: cons, MinRevision: o.minRevision, WithTtl: o.withTTL}
 	var out *GetManyResult
 	err = c.do(ctx, "get_many", readCall, toLeader, func(ctx context.Context, e *endpoint) error {
 		resp, err := e.kv.BatchGet(ctx, connect.NewRequest(req))
 		if err != nil {
 			return err
 		}
-		out = &GetManyResult{Missing: resp.Msg.GetMissing(), Revision: resp.Msg.GetHeader().GetRevision()}
+		h := resp.Msg.GetHeader()
+		out = &GetManyResult{Missing: resp.Msg.GetMissing(), Revision: h.GetRevision(), Node: h.GetNodeId()}
 		for _, kv := range resp.Msg.GetKvs() {
 			out.KVs = append(out.KVs, toKV(kv, resp.Msg.GetHeader()))
 		}
@@ -119,6 +130,9 @@ func (c *Client) GetMany(ctx context.Context, keys []string, opts ...OpOption) (
 	})
 	return out, err
 }
+
+// getManyOptions are the options GetMany takes.
+var getManyOptions = allow("Consistency", "MinRevision", "WithRemainingTTL")
 
 // DeleteMany removes up to 500 keys atomically.
 func (c *Client) DeleteMany(ctx context.Context, keys []string) (BatchResult, error) {
@@ -135,7 +149,8 @@ func (c *Client) DeleteMany(ctx context.Context, keys []string) (BatchResult, er
 	err := c.do(ctx, "delete_many", writeCall, true, func(ctx context.Context, e *endpoint) error {
 		resp, err := e.kv.BatchDelete(ctx, connect.NewRequest(req))
 		if err == nil {
-			res = BatchResult{Revision: resp.Msg.GetHeader().GetRevision(), Deleted: int(resp.Msg.GetDeleted())}
+			h := resp.Msg.GetHeader()
+			res = BatchResult{Revision: h.GetRevision(), Deleted: int(resp.Msg.GetDeleted()), Node: h.GetNodeId()}
 		}
 		return err
 	})
@@ -162,7 +177,8 @@ func (c *Client) TouchMany(ctx context.Context, items []TouchItem) (BatchResult,
 	err := c.do(ctx, "touch_many", writeCall, true, func(ctx context.Context, e *endpoint) error {
 		resp, err := e.kv.BatchTouch(ctx, connect.NewRequest(req))
 		if err == nil {
-			res = BatchResult{Revision: resp.Msg.GetHeader().GetRevision(), Missing: resp.Msg.GetMissing()}
+			h := resp.Msg.GetHeader()
+			res = BatchResult{Revision: h.GetRevision(), Missing: resp.Msg.GetMissing(), Node: h.GetNodeId()}
 		}
 		return err
 	})

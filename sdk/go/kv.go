@@ -53,6 +53,8 @@ type DeleteResult struct {
 	Revision uint64
 	// Deleted reports whether a live key was removed.
 	Deleted bool
+	// Node is the replica that served the call.
+	Node string
 }
 
 func checkKey(k string) error {
@@ -94,11 +96,11 @@ func header(h *concordv1.ResponseHeader) WriteResult {
 	return WriteResult{Revision: h.GetRevision(), Node: h.GetNodeId()}
 }
 
-func compressMode(o *op) concordv1.CompressMode {
+func compressMode(compress *bool) concordv1.CompressMode {
 	switch {
-	case o.compress == nil:
+	case compress == nil:
 		return concordv1.CompressMode_COMPRESS_MODE_UNSPECIFIED
-	case *o.compress:
+	case *compress:
 		return concordv1.CompressMode_COMPRESS_MODE_FORCE
 	}
 	return concordv1.CompressMode_COMPRESS_MODE_OFF
@@ -129,7 +131,7 @@ func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...OpOp
 		ct = ContentTypeBytes
 	}
 	req := &concordv1.PutRequest{
-		Key: key, Value: value, TtlSeconds: ttlSeconds(o), ContentType: ct, Compress: compressMode(o),
+		Key: key, Value: value, TtlSeconds: ttlSeconds(o), ContentType: ct, Compress: compressMode(o.compress),
 		IfAbsent: o.ifAbsent, IfModRevision: o.ifModRevision,
 	}
 	var res WriteResult
@@ -249,7 +251,8 @@ func (c *Client) Delete(ctx context.Context, key string, opts ...OpOption) (Dele
 	err = c.do(ctx, "delete", writeCall, true, func(ctx context.Context, e *endpoint) error {
 		resp, err := e.kv.Delete(ctx, connect.NewRequest(req))
 		if err == nil {
-			res = DeleteResult{Revision: resp.Msg.GetHeader().GetRevision(), Deleted: resp.Msg.GetDeleted()}
+			h := resp.Msg.GetHeader()
+			res = DeleteResult{Revision: h.GetRevision(), Deleted: resp.Msg.GetDeleted(), Node: h.GetNodeId()}
 		}
 		return err
 	})

@@ -1,11 +1,13 @@
-// Package gateway runs Concord's stateless front door: the REST API under
-// /api/v1, Connect, gRPC and gRPC-web for concord.v1 KVService and
-// ClusterService, and the /health and /ready probes, all on one port
-// (HTTP/1.1 and cleartext HTTP/2).
+// Package gateway runs Concord's stateless front door on one port (HTTP/1.1
+// and cleartext HTTP/2): the REST API under /api/v1 with its OpenAPI document
+// (/api/v1/openapi.json) and Swagger UI (/api/docs); Connect, gRPC and
+// gRPC-web for concord.v1 KVService and ClusterService; the web console
+// (/ui/); Prometheus metrics (/metrics); and the /health and /ready probes.
 //
 // Start is what the gateway binary, the dev stack (concord-dev) and the tests
-// call. The gateway keeps no state: every call is forwarded to one of the
-// configured replicas.
+// call. The gateway keeps no state: it reaches the replicas through the Go
+// SDK, which routes writes and leader or strong reads to the leader and
+// spreads eventual reads over the healthy replicas.
 package gateway
 
 import (
@@ -15,13 +17,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/validate"
 	concordv1 "github.com/concord-kv/concord/proto/gen/go/concord/v1"
-	"github.com/concord-kv/concord/services/gateway/internal/forward"
+	concord "github.com/concord-kv/concord/sdk/go"
+	"github.com/concord-kv/concord/services/gateway/internal/backend"
 	"github.com/concord-kv/concord/services/gateway/internal/server"
 )
 
@@ -29,8 +33,21 @@ import (
 // otherwise: room for a 1 MiB value encoded as JSON.
 const DefaultMaxBodyBytes = 2 << 20
 
-// shutdownTimeout bounds how long Close waits for in-flight requests.
-const shutdownTimeout = 5 * time.Second
+// DefaultRequestTimeout bounds a call to the replicas unless
+// Config.RequestTimeout says otherwise.
+const DefaultRequestTimeout = backend.DefaultTimeout
+
+// HTTP server limits.
+const (
+	// shutdownTimeout bounds how long Close waits for in-flight requests.
+	shutdownTimeout = 5 * time.Second
+	// readHeaderTimeout bounds the wait for a request's headers (slowloris).
+	readHeaderTimeout = 10 * time.Second
+	// idleTimeout closes keep-alive connections idle this long.
+	idleTimeout = 2 * time.Minute
+	// maxHeaderBytes bounds a request's headers.
+	maxHeaderBytes = 64 << 10
+)
 
 // Config configures a gateway.
 type Config struct {
@@ -40,15 +57,15 @@ type Config struct {
 	// Replicas are the replicas' API base URLs (http://host:port). Required.
 	Replicas []string
 	// DefaultConsistency for reads that do not ask: eventual, leader or
-	// strong. Empty leaves the choice to the replica (leader by default).
+	// strong (default leader).
 	DefaultConsistency string
 	// MaxBodyBytes limits request bodies (default DefaultMaxBodyBytes).
 	MaxBodyBytes int64
 	// CORSOrigins lists the origins browsers may call from; "*" allows any,
 	// empty disables CORS.
 	CORSOrigins []string
-	// RequestTimeout bounds a forwarded call whose request has no deadline
-	// (default 10s).
+	// RequestTimeout bounds a call to the replicas (retries included) whose
+	// request has no deadline (default 10s).
 	RequestTimeout time.Duration
 	// Logger receives the gateway's logs (default slog.Default()).
 	Logger *slog.Logger
@@ -77,6 +94,11 @@ func (c *Config) Validate() error {
 	if len(c.Replicas) == 0 {
 		return errors.New("gateway: at least one replica URL is required")
 	}
+	for _, r := range c.Replicas {
+		if u, err := url.Parse(r); err != nil || u.Host == "" || u.Scheme != "http" && u.Scheme != "https" {
+			return fmt.Errorf("gateway: replica %q is not an http(s)://host:port URL", r)
+		}
+	}
 	if c.MaxBodyBytes < 0 {
 		return fmt.Errorf("gateway: max body bytes %d is negative", c.MaxBodyBytes)
 	}
@@ -88,10 +110,10 @@ func (c *Config) Validate() error {
 
 // Server is a running gateway.
 type Server struct {
-	srv    *http.Server
-	fwd    *forward.Forwarder
-	addr   string
-	served chan error
+	srv      *http.Server
+	backend  *backend.Backend
+	addr     string
+	serveErr chan error
 }
 
 // Start listens and serves in the background. It returns once the listener
@@ -106,22 +128,29 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	cons, _ := ParseConsistency(cfg.DefaultConsistency)
-	fwd, err := forward.New(cfg.Replicas, forward.Options{DefaultConsistency: cons, Timeout: cfg.RequestTimeout})
+	be, err := backend.New(cfg.Replicas, backend.Options{
+		DefaultConsistency: sdkLevel(cfg.DefaultConsistency), Timeout: cfg.RequestTimeout, Logger: cfg.Logger,
+	})
 	if err != nil {
 		return nil, err
+	}
+	handler, err := server.New(ctx, server.Options{
+		KV: be, Cluster: be,
+		Interceptors: []connect.Interceptor{validate.NewInterceptor()},
+		MaxBodyBytes: cfg.MaxBodyBytes, CORSOrigins: cfg.CORSOrigins,
+		DefaultConsistency: cfg.DefaultConsistency, Logger: cfg.Logger,
+	})
+	if err != nil {
+		_ = be.Close()
+		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	ln := cfg.Listener
 	if ln == nil {
 		if ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.Addr); err != nil {
+			_ = be.Close()
 			return nil, fmt.Errorf("gateway: listen: %w", err)
 		}
 	}
-	handler := server.New(server.Options{
-		KV: fwd, Cluster: fwd,
-		Interceptors: []connect.Interceptor{validate.NewInterceptor()},
-		MaxBodyBytes: cfg.MaxBodyBytes, CORSOrigins: cfg.CORSOrigins, Logger: cfg.Logger,
-	})
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
@@ -129,17 +158,28 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		srv: &http.Server{
 			Handler:           handler,
 			Protocols:         &protocols,
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       2 * time.Minute,
-			MaxHeaderBytes:    64 << 10,
+			ReadHeaderTimeout: readHeaderTimeout,
+			IdleTimeout:       idleTimeout,
+			MaxHeaderBytes:    maxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 		},
-		fwd:    fwd,
-		addr:   baseURL(ln.Addr()),
-		served: make(chan error, 1),
+		backend:  be,
+		addr:     baseURL(ln.Addr()),
+		serveErr: make(chan error, 1),
 	}
-	go func() { s.served <- s.srv.Serve(ln) }()
+	go func() { s.serveErr <- s.srv.Serve(ln) }()
 	return s, nil
+}
+
+// sdkLevel maps a validated consistency name to the SDK's level.
+func sdkLevel(name string) concord.ConsistencyLevel {
+	switch c, _ := ParseConsistency(name); c {
+	case concordv1.Consistency_CONSISTENCY_EVENTUAL:
+		return concord.Eventual
+	case concordv1.Consistency_CONSISTENCY_STRONG:
+		return concord.Strong
+	}
+	return concord.Leader
 }
 
 // baseURL makes a dialable URL of a listener address: an unspecified host
@@ -159,6 +199,10 @@ func baseURL(a net.Addr) string {
 // Addr is the gateway's base URL, e.g. http://127.0.0.1:4000.
 func (s *Server) Addr() string { return s.addr }
 
+// Served reports how many calls each replica has served through this
+// gateway, by replica URL (nil until a replica has answered).
+func (s *Server) Served() map[string]uint64 { return s.backend.Served() }
+
 // Close stops accepting requests, waits (up to 5 s) for in-flight ones and
 // releases the connections to the replicas. Call it once.
 func (s *Server) Close() error {
@@ -168,9 +212,11 @@ func (s *Server) Close() error {
 	if err != nil {
 		_ = s.srv.Close()
 	}
-	if serr := <-s.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+	if serr := <-s.serveErr; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
 		err = serr
 	}
-	s.fwd.Close()
+	if berr := s.backend.Close(); berr != nil && err == nil {
+		err = berr
+	}
 	return err
 }

@@ -34,8 +34,17 @@ func start(t *testing.T) (*replicatest.Cluster, string) {
 
 func startGateway(t *testing.T, cfg gateway.Config) string {
 	t.Helper()
+	return startServer(t, cfg).Addr()
+}
+
+// startServer starts a gateway on a free port, logging to the test unless
+// cfg has a logger, and closes it when the test ends.
+func startServer(t testing.TB, cfg gateway.Config) *gateway.Server {
+	t.Helper()
 	cfg.Addr = "127.0.0.1:0"
-	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	gw, err := gateway.Start(t.Context(), cfg)
 	if err != nil {
 		t.Fatalf("start gateway: %v", err)
@@ -45,7 +54,7 @@ func startGateway(t *testing.T, cfg gateway.Config) string {
 			t.Errorf("close gateway: %v", err)
 		}
 	})
-	return gw.Addr()
+	return gw
 }
 
 // result is one HTTP exchange.
@@ -755,6 +764,8 @@ func TestConfigValidate(t *testing.T) {
 		{"ok", gateway.Config{Addr: ":0", Replicas: []string{"http://r"}}, true},
 		{"no address", gateway.Config{Replicas: []string{"http://r"}}, false},
 		{"no replicas", gateway.Config{Addr: ":0"}, false},
+		{"replica without scheme", gateway.Config{Addr: ":0", Replicas: []string{"r:7001"}}, false},
+		{"replica not http", gateway.Config{Addr: ":0", Replicas: []string{"ftp://r:7001"}}, false},
 		{"bad consistency", gateway.Config{Addr: ":0", Replicas: []string{"http://r"}, DefaultConsistency: "sometimes"}, false},
 		{"negative body limit", gateway.Config{Addr: ":0", Replicas: []string{"http://r"}, MaxBodyBytes: -1}, false},
 	}

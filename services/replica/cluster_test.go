@@ -105,7 +105,8 @@ type write struct {
 }
 
 // writeMany puts n keys named prefix%04d with writers goroutines spread over
-// every running replica and returns the acknowledged writes.
+// every running replica (but those excluded) and returns the acknowledged
+// writes.
 func writeMany(t *testing.T, c *replicatest.Cluster, prefix string, n, writers int) map[string]write {
 	t.Helper()
 	var (
@@ -115,7 +116,7 @@ func writeMany(t *testing.T, c *replicatest.Cluster, prefix string, n, writers i
 	)
 	var addrs []string
 	for i := range c.Len() {
-		if c.Node(i) != nil {
+		if c.Node(i) != nil && !c.Excluded(i) {
 			addrs = append(addrs, c.Addr(i))
 		}
 	}

@@ -13,6 +13,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -23,6 +25,7 @@ import (
 	"github.com/concord-kv/concord/services/replica/internal/compress"
 	"github.com/concord-kv/concord/services/replica/internal/server"
 	"github.com/concord-kv/concord/services/replica/internal/store"
+	"github.com/hashicorp/raft"
 )
 
 // Peer is a member of the initial configuration.
@@ -54,6 +57,21 @@ type Config struct {
 	// data directory has no Raft state yet.
 	Bootstrap bool
 	Peers     []Peer
+	// BootstrapExpect, if not 0, is how many members Peers must list: a
+	// guard against bootstrapping from a partial or mistyped list.
+	BootstrapExpect int
+
+	// Join lists API base URLs of running members (any of them). A replica
+	// with Join never bootstraps. If its data directory is empty it starts
+	// Raft and asks the cluster to add it (ClusterService.AddMember, through
+	// each URL in turn, retried with backoff until it succeeds or the
+	// context given to Start ends). With existing state it is already a
+	// member and only completes an interrupted promotion to voter: it never
+	// adds itself back after it was removed.
+	Join []string
+	// Nonvoter joins as a non-voter: it receives the log and serves
+	// eventual reads but does not vote or count toward the quorum.
+	Nonvoter bool
 
 	// Compression of stored values.
 	CompressionEnabled   bool
@@ -127,8 +145,37 @@ func (c *Config) Validate() error {
 	if _, err := ParseConsistency(c.DefaultConsistency); err != nil {
 		return err
 	}
+	if err := c.validateMembership(); err != nil {
+		return err
+	}
 	_, err := c.compression()
 	return err
+}
+
+func (c *Config) validateMembership() error {
+	if len(c.Join) > 0 && len(c.Peers) > 0 {
+		return errors.New("join and peers exclude each other: peers bootstrap a new cluster, join enters a running one")
+	}
+	if c.BootstrapExpect < 0 {
+		return fmt.Errorf("bootstrap expect %d must not be negative", c.BootstrapExpect)
+	}
+	if c.BootstrapExpect > 0 && len(c.Join) == 0 && len(c.Peers) != c.BootstrapExpect {
+		ids := make([]string, len(c.Peers))
+		for i, p := range c.Peers {
+			ids[i] = p.ID
+		}
+		return fmt.Errorf("bootstrap expects %d members but the peer list has %d [%s]: list every initial member, this one included",
+			c.BootstrapExpect, len(c.Peers), strings.Join(ids, ", "))
+	}
+	if c.Bootstrap && len(c.Join) == 0 && len(c.Peers) > 0 && !slices.ContainsFunc(c.Peers, func(p Peer) bool { return p.ID == c.NodeID }) {
+		return fmt.Errorf("the peer list does not include this node (%s)", c.NodeID)
+	}
+	for _, u := range c.Join {
+		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			return fmt.Errorf("join address %q is not an http(s) URL of a member's API", u)
+		}
+	}
+	return nil
 }
 
 func (c *Config) compression() (compress.Config, error) {
@@ -146,6 +193,9 @@ type Node struct {
 	srv    *http.Server
 	apiURL string
 	served chan error
+
+	stopJoin func()        // cancels the join loop
+	joined   chan struct{} // closed once the join loop has nothing (more) to do
 }
 
 // Start opens the store, joins or bootstraps raft and serves the API. It
@@ -181,13 +231,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if apiURL == "" {
 		apiURL = "http://" + apiLn.Addr().String()
 	}
-	peers := make([]store.Peer, len(cfg.Peers))
+	initial := make([]store.Peer, len(cfg.Peers))
 	for i, p := range cfg.Peers {
-		peers[i] = store.Peer{ID: p.ID, Address: p.RaftAddress}
+		initial[i] = store.Peer{ID: p.ID, Address: p.RaftAddress}
 	}
+	peers := peerClient()
 	st, err := store.Open(store.Config{
 		NodeID: cfg.NodeID, DataDir: cfg.DataDir, RaftListener: raftLn, RaftAdvertise: cfg.RaftAdvertise,
-		APIAddress: apiURL, Bootstrap: cfg.Bootstrap, Peers: peers, HTTPClient: peerClient(),
+		APIAddress: apiURL, Bootstrap: cfg.Bootstrap && len(cfg.Join) == 0, Peers: initial, HTTPClient: peers,
 		Now: cfg.Now, Logger: cfg.Logger, RaftLogOutput: cfg.RaftLogOutput, RaftLogLevel: cfg.RaftLogLevel,
 		SnapshotThreshold: cfg.SnapshotThreshold, SnapshotInterval: cfg.SnapshotInterval, TrailingLogs: cfg.TrailingLogs,
 		HeartbeatTimeout: cfg.HeartbeatTimeout, ElectionTimeout: cfg.ElectionTimeout,
@@ -204,7 +255,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	mux.Handle(concordv1connect.NewKVServiceHandler(&server.KV{
 		Store: st, Compressor: comp, MaxValueBytes: cfg.MaxValueBytes, DefaultConsistency: cons,
 	}, opts))
-	mux.Handle(concordv1connect.NewClusterServiceHandler(&server.Cluster{Store: st}, opts))
+	mux.Handle(concordv1connect.NewClusterServiceHandler(&server.Cluster{Store: st, Peers: peers}, opts))
 	mux.Handle(raftv1connect.NewInternalServiceHandler(&server.Internal{Store: st}, opts))
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, `{"status":"ok"}`)
@@ -235,10 +286,78 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}
-	n := &Node{store: st, srv: srv, apiURL: apiURL, served: make(chan error, 1)}
+	n := &Node{store: st, srv: srv, apiURL: apiURL, served: make(chan error, 1), stopJoin: func() {}, joined: make(chan struct{})}
 	go func() { n.served <- srv.Serve(apiLn) }()
+	if len(cfg.Join) > 0 {
+		jctx, cancel := context.WithCancel(ctx)
+		n.stopJoin = cancel
+		go func() {
+			defer close(n.joined)
+			n.join(jctx, cfg, peers)
+		}()
+	} else {
+		close(n.joined)
+	}
 	return n, nil
 }
+
+// join asks the cluster to add this replica, if it must: when its data
+// directory was empty, or when it is a non-voter that should be a voter (a
+// promotion that was interrupted). A replica that was a member and is not
+// any more (it was removed) is left alone.
+func (n *Node) join(ctx context.Context, cfg Config, peers *http.Client) {
+	log := cfg.Logger.With("node", cfg.NodeID)
+	if n.store.HadState() {
+		if suffrage, ok := n.store.Suffrage(); !ok || suffrage == raft.Voter || cfg.Nonvoter {
+			return
+		}
+		log.Info("completing the promotion to voter")
+	}
+	var urls []string // the members to ask, not this replica itself
+	for _, u := range cfg.Join {
+		if u = strings.TrimRight(u, "/"); u != n.apiURL && u != "http://"+cfg.APIAddr {
+			urls = append(urls, u)
+		}
+	}
+	if len(urls) == 0 {
+		log.Error("cannot join: the join list names only this replica", "join", cfg.Join)
+		return
+	}
+	req := &concordv1.AddMemberRequest{Id: cfg.NodeID, RaftAddress: n.RaftAddr(), ApiAddress: n.apiURL, Nonvoter: cfg.Nonvoter}
+	backoff := 100 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		url := urls[attempt%len(urls)]
+		actx, cancel := context.WithTimeout(ctx, joinAttemptTimeout)
+		resp, err := concordv1connect.NewClusterServiceClient(peers, url).AddMember(actx, connect.NewRequest(req))
+		cancel()
+		if err == nil {
+			log.Info("joined the cluster", "through", url, "suffrage", resp.Msg.GetMember().GetSuffrage().String())
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn("join failed; retrying", "through", url, "error", err, "retry_in", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// joinAttemptTimeout bounds one AddMember call of a joining replica; the
+// leader answers once the replica has caught up, and a later attempt
+// resumes where an earlier one stopped.
+const joinAttemptTimeout = time.Minute
+
+// Joined is closed once the replica needs no more joining: it was added (or
+// promoted), it was a member already, it did not ask to join, or it stopped
+// trying because it was closed.
+func (n *Node) Joined() <-chan struct{} { return n.joined }
 
 // peerClient talks to other replicas over HTTP/2 without TLS, so forwarded
 // requests share a connection.
@@ -275,6 +394,8 @@ func (n *Node) SetPartitioned(cut bool) { n.store.SetPartitioned(cut) }
 
 // Close stops serving and shuts raft down. Acknowledged writes are on disk.
 func (n *Node) Close() error {
+	n.stopJoin()
+	<-n.joined
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := n.srv.Shutdown(ctx)

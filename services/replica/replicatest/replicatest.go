@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,10 +19,14 @@ import (
 // Cluster is a set of in-process replicas. Methods must be called from the
 // test goroutine.
 type Cluster struct {
-	tb    testing.TB
-	cfgs  []replica.Config
-	nodes []*replica.Node
-	cut   []bool
+	tb       testing.TB
+	dir      string
+	logger   *slog.Logger
+	opts     []Option
+	cfgs     []replica.Config
+	nodes    []*replica.Node
+	cut      []bool
+	excluded []bool
 }
 
 // Option adjusts each replica's config before it starts.
@@ -54,7 +59,12 @@ func WithClock(clk *Clock) Option {
 // test ends. It does not wait for a leader: call WaitLeader.
 func Start(tb testing.TB, n int, opts ...Option) *Cluster {
 	tb.Helper()
-	c := &Cluster{tb: tb, cfgs: make([]replica.Config, n), nodes: make([]*replica.Node, n), cut: make([]bool, n)}
+	c := &Cluster{
+		tb: tb, dir: tb.TempDir(), opts: opts,
+		logger: slog.New(slog.NewTextHandler(tb.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
+		cfgs:   make([]replica.Config, n), nodes: make([]*replica.Node, n), cut: make([]bool, n), excluded: make([]bool, n),
+	}
+	tb.Cleanup(c.stopAll)
 	raftLns := make([]net.Listener, n)
 	apiLns := make([]net.Listener, n)
 	peers := make([]replica.Peer, n)
@@ -63,41 +73,122 @@ func Start(tb testing.TB, n int, opts ...Option) *Cluster {
 		apiLns[i] = listen(tb, "127.0.0.1:0")
 		peers[i] = replica.Peer{ID: fmt.Sprintf("n%d", i+1), RaftAddress: raftLns[i].Addr().String()}
 	}
-	logger := slog.New(slog.NewTextHandler(tb.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	dir := tb.TempDir()
 	for i := range n {
-		cfg := replica.DefaultConfig()
-		cfg.NodeID = peers[i].ID
-		cfg.DataDir = fmt.Sprintf("%s/%s", dir, peers[i].ID)
-		cfg.APIAddr = apiLns[i].Addr().String()
-		cfg.RaftAddr = raftLns[i].Addr().String()
+		cfg := c.config(peers[i].ID, apiLns[i], raftLns[i])
 		cfg.Bootstrap = true
 		cfg.Peers = peers
-		// hashicorp/raft's defaults. Shorter ones fail over faster but make
-		// leaders step down under CPU starvation (-race on two cores with
-		// other packages' tests running), failing writes with "outcome
-		// unknown" in tests that do not expect a leader change.
-		cfg.HeartbeatTimeout = time.Second
-		cfg.ElectionTimeout = time.Second
-		cfg.LeaderLeaseTimeout = 500 * time.Millisecond
-		cfg.ReapInterval = 100 * time.Millisecond
-		cfg.Logger = logger
-		cfg.RaftLogOutput = tb.Output()
-		cfg.RaftLogLevel = "error"
 		for _, o := range opts {
 			o(i, &cfg)
 		}
-		c.cfgs[i] = cfg
-		cfg.APIListener, cfg.RaftListener = apiLns[i], raftLns[i]
-		node, err := replica.Start(tb.Context(), cfg)
-		if err != nil {
-			tb.Fatalf("start replica %d: %v", i, err)
-		}
-		c.nodes[i] = node
+		c.start(i, cfg, apiLns[i], raftLns[i])
 	}
-	tb.Cleanup(c.stopAll)
 	return c
 }
+
+// config is the base config of a replica listening on apiLn and raftLn.
+func (c *Cluster) config(id string, apiLn, raftLn net.Listener) replica.Config {
+	cfg := replica.DefaultConfig()
+	cfg.NodeID = id
+	cfg.DataDir = fmt.Sprintf("%s/%s", c.dir, id)
+	cfg.APIAddr = apiLn.Addr().String()
+	cfg.RaftAddr = raftLn.Addr().String()
+	// hashicorp/raft's defaults. Shorter ones fail over faster but make
+	// leaders step down under CPU starvation (-race on two cores with
+	// other packages' tests running), failing writes with "outcome
+	// unknown" in tests that do not expect a leader change.
+	cfg.HeartbeatTimeout = time.Second
+	cfg.ElectionTimeout = time.Second
+	cfg.LeaderLeaseTimeout = 500 * time.Millisecond
+	cfg.ReapInterval = 100 * time.Millisecond
+	cfg.Logger = c.logger
+	cfg.RaftLogOutput = c.tb.Output()
+	cfg.RaftLogLevel = "error"
+	return cfg
+}
+
+// start runs replica i with cfg on the given listeners.
+func (c *Cluster) start(i int, cfg replica.Config, apiLn, raftLn net.Listener) {
+	c.tb.Helper()
+	c.cfgs[i] = cfg
+	cfg.APIListener, cfg.RaftListener = apiLn, raftLn
+	node, err := replica.Start(c.tb.Context(), cfg)
+	if err != nil {
+		c.tb.Fatalf("start replica %d: %v", i, err)
+	}
+	c.nodes[i] = node
+	c.cut[i] = false
+}
+
+// running lists the API URLs of the running replicas that are not excluded.
+func (c *Cluster) running() []string {
+	var out []string
+	for i, n := range c.nodes {
+		if n != nil && !c.excluded[i] {
+			out = append(out, c.Addr(i))
+		}
+	}
+	return out
+}
+
+// Add starts one more replica, with the next id (n<index+1>), new addresses
+// and an empty data directory, that does not bootstrap but joins the
+// cluster through the running replicas (Config.Join). The cluster's options
+// apply to it, then opts (called with the new index): clear Join for a
+// replica that waits to be added by hand, set Nonvoter to join as a
+// non-voter. Add returns the new replica's index without waiting for the
+// join (see replica.Node.Joined).
+func (c *Cluster) Add(opts ...Option) int {
+	c.tb.Helper()
+	i := len(c.nodes)
+	apiLn, raftLn := listen(c.tb, "127.0.0.1:0"), listen(c.tb, "127.0.0.1:0")
+	cfg := c.config(fmt.Sprintf("n%d", i+1), apiLn, raftLn)
+	cfg.Join = c.running()
+	for _, o := range append(append([]Option(nil), c.opts...), opts...) {
+		o(i, &cfg)
+	}
+	c.cfgs = append(c.cfgs, cfg)
+	c.nodes = append(c.nodes, nil)
+	c.cut = append(c.cut, false)
+	c.excluded = append(c.excluded, false)
+	c.start(i, cfg, apiLn, raftLn)
+	return i
+}
+
+// Replace starts the stopped replica i again as a new machine would: same
+// id and addresses, but its data directory wiped, and joining the cluster
+// through the running replicas instead of bootstrapping. Remove it from the
+// cluster first (the safe procedure in docs/OPERATIONS.md).
+func (c *Cluster) Replace(i int) {
+	c.tb.Helper()
+	if c.nodes[i] != nil {
+		c.tb.Fatalf("replica %d is running", i)
+	}
+	cfg := c.cfgs[i]
+	if err := os.RemoveAll(cfg.DataDir); err != nil {
+		c.tb.Fatalf("wipe replica %d: %v", i, err)
+	}
+	cfg.Bootstrap, cfg.Peers, cfg.BootstrapExpect = false, nil, 0
+	cfg.Join = c.running()
+	c.excluded[i] = false
+	c.start(i, cfg, listen(c.tb, cfg.APIAddr), listen(c.tb, cfg.RaftAddr))
+}
+
+// Exclude leaves replica i out of Leader, WaitLeader, WaitApplied and the
+// join lists of Add and Replace: for a replica that is running but not a
+// member (removed, or waiting to be added).
+func (c *Cluster) Exclude(i int) { c.excluded[i] = true }
+
+// Excluded reports whether replica i is excluded.
+func (c *Cluster) Excluded(i int) bool { return c.excluded[i] }
+
+// Include undoes Exclude.
+func (c *Cluster) Include(i int) { c.excluded[i] = false }
+
+// ID is replica i's node id.
+func (c *Cluster) ID(i int) string { return c.cfgs[i].NodeID }
+
+// RaftAddr is replica i's Raft address.
+func (c *Cluster) RaftAddr(i int) string { return c.cfgs[i].RaftAddr }
 
 func listen(tb testing.TB, addr string) net.Listener {
 	tb.Helper()
@@ -164,14 +255,7 @@ func (c *Cluster) Restart(i int) {
 		c.tb.Fatalf("replica %d is running", i)
 	}
 	cfg := c.cfgs[i]
-	cfg.APIListener = listen(c.tb, cfg.APIAddr)
-	cfg.RaftListener = listen(c.tb, cfg.RaftAddr)
-	node, err := replica.Start(c.tb.Context(), cfg)
-	if err != nil {
-		c.tb.Fatalf("restart replica %d: %v", i, err)
-	}
-	c.nodes[i] = node
-	c.cut[i] = false
+	c.start(i, cfg, listen(c.tb, cfg.APIAddr), listen(c.tb, cfg.RaftAddr))
 }
 
 // Partition cuts every Raft link of replica i; Heal restores them.
@@ -189,7 +273,7 @@ func (c *Cluster) Heal(i int) {
 // Leader returns the index of the running replica that leads, or -1.
 func (c *Cluster) Leader() int {
 	for i, n := range c.nodes {
-		if n != nil && !c.cut[i] && n.IsLeader() {
+		if n != nil && !c.cut[i] && !c.excluded[i] && n.IsLeader() {
 			return i
 		}
 	}
@@ -206,7 +290,7 @@ func (c *Cluster) WaitLeader(timeout time.Duration) int {
 			id := c.nodes[l].ID()
 			agreed := true
 			for j, n := range c.nodes {
-				if n != nil && !c.cut[j] && n.LeaderID() != id {
+				if n != nil && !c.cut[j] && !c.excluded[j] && n.LeaderID() != id {
 					agreed = false
 				}
 			}
@@ -223,8 +307,8 @@ func (c *Cluster) WaitLeader(timeout time.Duration) int {
 // WaitApplied waits until every running replica has applied index idx.
 func (c *Cluster) WaitApplied(ctx context.Context, idx uint64) {
 	c.tb.Helper()
-	for _, n := range c.nodes {
-		for n != nil && n.AppliedIndex() < idx {
+	for i, n := range c.nodes {
+		for n != nil && !c.excluded[i] && n.AppliedIndex() < idx {
 			select {
 			case <-ctx.Done():
 				c.tb.Fatalf("replica %s applied %d, want %d: %v", n.ID(), n.AppliedIndex(), idx, ctx.Err())

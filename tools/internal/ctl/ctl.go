@@ -1,6 +1,6 @@
 // Package ctl is concordctl, the command-line client: key-value commands for
-// scripts and cluster inspection, over the Go SDK. Later issues add token,
-// backup and membership commands here.
+// scripts, cluster inspection and membership changes, over the Go SDK. Later
+// issues add token and backup commands here.
 package ctl
 
 import (
@@ -25,6 +25,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 type globals struct {
+	getenv   func(string) string
 	endpoint string
 	token    string
 	output   string
@@ -39,7 +40,7 @@ func envOr(getenv func(string) string, key, def string) string {
 }
 
 func newRoot(getenv func(string) string) *cobra.Command {
-	g := &globals{}
+	g := &globals{getenv: getenv}
 	root := &cobra.Command{
 		Use:   "concordctl",
 		Short: "Command-line client for Concord",
@@ -84,6 +85,17 @@ func (g *globals) withClient(cmd *cobra.Command, f func(context.Context, *concor
 	}
 	defer func() { _ = c.Close() }()
 	return f(ctx, c)
+}
+
+// done reports a command's result: v as JSON with --output json, else the
+// formatted text.
+func (g *globals) done(cmd *cobra.Command, v any, format string, args ...any) error {
+	w := cmd.OutOrStdout()
+	if g.output == "json" {
+		return g.printJSON(w, v)
+	}
+	_, err := fmt.Fprintf(w, format, args...)
+	return err
 }
 
 func (g *globals) printJSON(w io.Writer, v any) error {

@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	concord "github.com/concord-kv/concord/sdk/go"
+	"github.com/concord-kv/concord/services/replica"
 	"github.com/concord-kv/concord/services/replica/replicatest"
 	"github.com/concord-kv/concord/tools/internal/ctl"
 )
@@ -133,5 +137,117 @@ func TestBadInput(t *testing.T) {
 	}
 	if out := r.must("completion", "bash"); !strings.Contains(out, "concordctl") {
 		t.Fatal("no bash completion")
+	}
+}
+
+func TestClusterMembershipCommands(t *testing.T) {
+	c := startCluster(t)
+	r := runner{t, c.Addr(0)}
+	// A replica that waits to be added: empty data dir, no bootstrap, no join.
+	idle := replicatest.WithConfig(func(_ int, cfg *replica.Config) { cfg.Join = nil })
+	n4 := c.Add(idle)
+	c.Exclude(n4)
+	if out := r.must("cluster", "add", c.ID(n4), c.RaftAddr(n4), "--api-addr", c.Addr(n4)); out != "added n4 as a voter (raft "+c.RaftAddr(n4)+")\n" {
+		t.Fatalf("add: %q", out)
+	}
+	c.Include(n4)
+	members := func() []concord.Member {
+		t.Helper()
+		var ms []concord.Member
+		if err := json.Unmarshal([]byte(r.must("cluster", "members", "-o", "json")), &ms); err != nil {
+			t.Fatal(err)
+		}
+		return ms
+	}
+	if ms := members(); len(ms) != 4 || ms[3].ID != "n4" || !ms[3].Voter {
+		t.Fatalf("members after add: %+v", ms)
+	}
+
+	if out := r.must("cluster", "transfer-leader", "n4"); !strings.Contains(out, "leader is now n4") && !strings.Contains(out, "not finished") {
+		t.Fatalf("transfer-leader n4: %q", out)
+	}
+	if l := c.WaitLeader(20 * time.Second); l != n4 {
+		t.Fatalf("leader is %s, want n4", c.ID(l))
+	}
+	r.must("cluster", "transfer-leader")
+	if l := c.WaitLeader(20 * time.Second); l == n4 {
+		t.Fatal("n4 still leads")
+	}
+	if out := r.must("cluster", "remove", "n4"); out != "removed n4\n" {
+		t.Fatalf("remove: %q", out)
+	}
+	c.Exclude(n4)
+	c.Kill(n4)
+	if ms := members(); len(ms) != 3 {
+		t.Fatalf("members after remove: %+v", ms)
+	}
+	if _, err := r.run("cluster", "remove", "n4"); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("remove again: %v", err)
+	}
+
+	// A non-voter, then dead-member removal once it has died.
+	n5 := c.Add(idle)
+	c.Exclude(n5)
+	if out := r.must("cluster", "add", c.ID(n5), c.RaftAddr(n5), "--nonvoter"); !strings.Contains(out, "as a nonvoter") {
+		t.Fatalf("add --nonvoter: %q", out)
+	}
+	c.Include(n5)
+	out := r.must("cluster", "members")
+	if !strings.Contains(out, "LAST CONTACT") || !regexp.MustCompile(`(?m)^n5\s+follower\s+nonvoter\s`).MatchString(out) {
+		t.Fatalf("members table:\n%s", out)
+	}
+	c.Exclude(n5)
+	c.Kill(n5)
+	if out := r.must("cluster", "remove-dead", "--after", "1h"); !strings.Contains(out, "no member has been unreachable") {
+		t.Fatalf("remove-dead --after 1h: %q", out)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out := r.must("cluster", "remove-dead", "--after", "1s", "--dry-run")
+		if out == "would remove n5\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n5 never reported unreachable for 1s: %q\n%s", out, r.must("cluster", "members"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if out := r.must("cluster", "remove-dead", "--after", "1s"); out != "removed n5\n" {
+		t.Fatalf("remove-dead: %q", out)
+	}
+	if ms := members(); len(ms) != 3 || slices.ContainsFunc(ms, func(m concord.Member) bool { return m.ID == "n5" }) {
+		t.Fatalf("members after remove-dead: %+v", ms)
+	}
+}
+
+func TestClusterCommandsHelpAndBadInput(t *testing.T) {
+	r := runner{t, "http://127.0.0.1:1"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"cluster", "add", "--help"}, "--nonvoter"},
+		{[]string{"cluster", "add", "--help"}, "--api-addr"},
+		{[]string{"cluster", "remove", "--help"}, "--if-unreachable-for"},
+		{[]string{"cluster", "remove-dead", "--help"}, "CONCORD_DEAD_AFTER"},
+		{[]string{"cluster", "transfer-leader", "--help"}, "most up-to-date voter"},
+		{[]string{"cluster", "members", "--help"}, "last heard"},
+		{[]string{"cluster", "--help"}, "transfer-leader"},
+	} {
+		if out := r.must(tc.args...); !strings.Contains(out, tc.want) {
+			t.Errorf("concordctl %v lacks %q:\n%s", tc.args, tc.want, out)
+		}
+	}
+	for _, args := range [][]string{
+		{"cluster", "add", "n4"},
+		{"cluster", "remove"},
+		{"cluster", "remove", "a", "b"},
+		{"cluster", "remove", "a", "--if-unreachable-for", "-1s"},
+		{"cluster", "remove-dead", "--after", "10ms"},
+		{"cluster", "transfer-leader", "a", "b"},
+	} {
+		if _, err := r.run(args...); err == nil {
+			t.Errorf("concordctl %v succeeded", args)
+		}
 	}
 }

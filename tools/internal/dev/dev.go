@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,7 +40,9 @@ const (
 const usageText = `Usage: concord-dev [flags]
 
 Runs the Concord dev stack: 3 replicas (one Raft cluster on 127.0.0.1) and
-the gateway (REST, Connect, gRPC, gRPC-web) on 127.0.0.1:PORT, auth off.
+the gateway (REST, Connect, gRPC, gRPC-web, the web console at /ui/, API
+docs at /api/docs, /metrics) on 127.0.0.1:PORT, auth off; browsers may call it
+from any origin unless CONCORD_CORS_ORIGINS says otherwise.
 Data survives restarts. Ctrl-C stops it. Values larger than 1 KiB are
 compressed as CONCORD_COMPRESSION_ENABLED, _ALGORITHM (zlib, gzip, zstd,
 none), _LEVEL and _THRESHOLD say.
@@ -64,6 +67,8 @@ type config struct {
 	dataDir     string
 	logLevel    slog.Level
 	consistency string
+	// corsOrigins the browsers may call the gateway from ("*": any).
+	corsOrigins []string
 	// compression of stored values, from CONCORD_COMPRESSION_* as for the
 	// replica binary.
 	compressionEnabled   bool
@@ -119,6 +124,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (config,
 	port := fs.String("port", env("CONCORD_API_PORT", strconv.Itoa(DefaultPort)), "gateway port on 127.0.0.1; 0 picks a free one (env CONCORD_API_PORT)")
 	dataDir := fs.String("data-dir", env("CONCORD_DATA_DIR", DefaultDataDir), "data directory, one subdirectory per replica (env CONCORD_DATA_DIR)")
 	consistency := fs.String("default-consistency", env("CONCORD_DEFAULT_CONSISTENCY", "leader"), "read consistency when a request names none: eventual, leader or strong (env CONCORD_DEFAULT_CONSISTENCY)")
+	cors := fs.String("cors-origins", env("CONCORD_CORS_ORIGINS", "*"), "comma-separated origins browsers may call the gateway from, * for any (env CONCORD_CORS_ORIGINS)")
 	logLevel := fs.String("log-level", env("CONCORD_LOG_LEVEL", "warn"), "debug, info, warn or error (env CONCORD_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
@@ -141,6 +147,11 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (config,
 		return config{}, err
 	}
 	c.consistency = *consistency
+	for o := range strings.SplitSeq(*cors, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			c.corsOrigins = append(c.corsOrigins, o)
+		}
+	}
 	if err := parseCompression(&c, getenv); err != nil {
 		return config{}, err
 	}
@@ -175,7 +186,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	gw, err := gateway.Start(ctx, gateway.Config{
 		Listener: gwLn, Replicas: urls, DefaultConsistency: cfg.consistency,
-		CORSOrigins: []string{"*"}, Logger: logger,
+		CORSOrigins: cfg.corsOrigins, Logger: logger,
 	})
 	if err != nil {
 		_ = gwLn.Close()
@@ -402,6 +413,9 @@ func printBanner(w io.Writer, base, dataDir string, st state) {
 	p("  Health    %s/health\n", base)
 	p("  Ready     %s/ready\n", base)
 	p("  Connect   %s  (concord.v1.KVService, concord.v1.ClusterService; gRPC and gRPC-web too)\n", base)
+	p("  Console   %s/ui/\n", base)
+	p("  API docs  %s/api/docs  (OpenAPI: %s/api/v1/openapi.json)\n", base, base)
+	p("  Metrics   %s/metrics\n", base)
 	for _, r := range st.Replicas {
 		p("  Replica   %s  http://%s  (raft %s)\n", r.ID, r.APIAddr, r.RaftAddr)
 	}

@@ -159,6 +159,37 @@ func TestDataSurvivesRestart(t *testing.T) {
 	s.stop(t)
 }
 
+// TestBrowserFacingEndpoints: make run serves the console, the API docs and
+// the metrics, and browsers on any origin may call it.
+func TestBrowserFacingEndpoints(t *testing.T) {
+	s := runStack(t, filepath.Join(t.TempDir(), "dev"))
+	for path, want := range map[string]string{
+		"/ui/":                 "<title>Concord console</title>",
+		"/api/docs":            "/api/v1/openapi.json",
+		"/api/v1/openapi.json": `"openapi":"3.0.3"`,
+		"/metrics":             "go_goroutines",
+	} {
+		if status, body := call(t, http.MethodGet, s.base+path, ""); status != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s: %d, body without %q", path, status, want)
+		}
+	}
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodOptions, s.base+"/concord.v1.KVService/Get", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Origin", "http://localhost:5173")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	req.Header.Set("Access-Control-Request-Headers", "content-type")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = res.Body.Close()
+	if got := res.Header.Get("Access-Control-Allow-Origin"); res.StatusCode != http.StatusNoContent || got != "*" {
+		t.Errorf("CORS preflight: %d, Access-Control-Allow-Origin %q; want 204 and *", res.StatusCode, got)
+	}
+}
+
 func TestTwoStacksSideBySide(t *testing.T) {
 	a := runStack(t, filepath.Join(t.TempDir(), "a"))
 	b := runStack(t, filepath.Join(t.TempDir(), "b"))
@@ -214,7 +245,7 @@ func TestHelpAndBadFlags(t *testing.T) {
 	if err := dev.Run(t.Context(), []string{"--help"}, env(nil), &stdout, &stderr); err != nil {
 		t.Fatalf("--help: %v", err)
 	}
-	for _, want := range []string{"-port", "CONCORD_API_PORT", "-data-dir", "CONCORD_DATA_DIR"} {
+	for _, want := range []string{"-port", "CONCORD_API_PORT", "-data-dir", "CONCORD_DATA_DIR", "-cors-origins", "CONCORD_CORS_ORIGINS"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("usage does not mention %s:\n%s", want, stderr.String())
 		}

@@ -11,14 +11,17 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/concord-kv/concord/services/gateway"
 )
 
 const usageText = `Usage: gateway [flags]
 
-Serves Concord's REST API (/api/v1), Connect, gRPC and gRPC-web, /health and
-/ready on one port, forwarding every call to the replicas.
+Serves Concord's REST API (/api/v1, documented at /api/docs), Connect, gRPC
+and gRPC-web, the web console (/ui/), /metrics, /health and /ready on one
+port, reaching the replicas through the Go SDK. SIGINT or SIGTERM stops it
+gracefully.
 
 Flags (each defaults to its environment variable, then to the value shown):
 `
@@ -52,6 +55,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	consistency := fs.String("default-consistency", env("CONCORD_DEFAULT_CONSISTENCY", "leader"), "read consistency when a request names none: eventual, leader or strong (env CONCORD_DEFAULT_CONSISTENCY)")
 	cors := fs.String("cors-origins", env("CONCORD_CORS_ORIGINS", ""), "comma-separated origins browsers may call from, * for any; empty disables CORS (env CONCORD_CORS_ORIGINS)")
 	maxBody := fs.String("max-body-bytes", env("CONCORD_MAX_BODY_BYTES", strconv.Itoa(gateway.DefaultMaxBodyBytes)), "request body limit in bytes (env CONCORD_MAX_BODY_BYTES)")
+	timeout := fs.String("request-timeout", env("CONCORD_REQUEST_TIMEOUT", gateway.DefaultRequestTimeout.String()), "bound on a call to the replicas, retries included (env CONCORD_REQUEST_TIMEOUT)")
 	logLevel := fs.String("log-level", env("CONCORD_LOG_LEVEL", "info"), "debug, info, warn or error (env CONCORD_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -67,12 +71,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil || body <= 0 {
 		return fmt.Errorf("max body bytes %q: want a positive integer", *maxBody)
 	}
+	reqTimeout, err := time.ParseDuration(*timeout)
+	if err != nil || reqTimeout <= 0 {
+		return fmt.Errorf("request timeout %q: want a positive duration such as 10s", *timeout)
+	}
 	cfg := gateway.Config{
 		Addr:               *addr,
 		Replicas:           splitList(*replicas),
 		DefaultConsistency: *consistency,
 		MaxBodyBytes:       body,
 		CORSOrigins:        splitList(*cors),
+		RequestTimeout:     reqTimeout,
 		Logger:             slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}
 	srv, err := gateway.Start(ctx, cfg)

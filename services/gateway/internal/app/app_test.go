@@ -40,7 +40,7 @@ func TestHelp(t *testing.T) {
 	if err := app.Run(t.Context(), []string{"--help"}, env(nil), &out, &errOut); err != nil {
 		t.Fatalf("--help: %v", err)
 	}
-	for _, want := range []string{"-addr", "CONCORD_GATEWAY_ADDR", "-replicas", "CONCORD_REPLICAS", "CONCORD_DEFAULT_CONSISTENCY", "CONCORD_CORS_ORIGINS"} {
+	for _, want := range []string{"-addr", "CONCORD_GATEWAY_ADDR", "-replicas", "CONCORD_REPLICAS", "CONCORD_DEFAULT_CONSISTENCY", "CONCORD_CORS_ORIGINS", "CONCORD_REQUEST_TIMEOUT"} {
 		if !strings.Contains(errOut.String(), want) {
 			t.Errorf("usage does not mention %s:\n%s", want, errOut.String())
 		}
@@ -57,6 +57,8 @@ func TestBadConfig(t *testing.T) {
 		{"no replicas", nil, nil, "replica"},
 		{"bad consistency", []string{"--replicas", "http://r:1"}, map[string]string{"CONCORD_DEFAULT_CONSISTENCY": "sometimes"}, "sometimes"},
 		{"bad body limit", []string{"--replicas", "http://r:1", "--max-body-bytes", "lots"}, nil, "lots"},
+		{"bad request timeout", []string{"--replicas", "http://r:1"}, map[string]string{"CONCORD_REQUEST_TIMEOUT": "soon"}, "soon"},
+		{"bad replica URL", []string{"--replicas", "ftp://r:1"}, nil, "ftp://r:1"},
 		{"stray argument", []string{"--replicas", "http://r:1", "extra"}, nil, "extra"},
 	}
 	for _, tt := range tests {

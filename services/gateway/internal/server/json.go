@@ -82,9 +82,10 @@ type queryParams struct {
 	err error
 }
 
-func (q *queryParams) string(name string) string { return q.r.URL.Query().Get(name) }
+func (q *queryParams) string(p param) string { return q.r.URL.Query().Get(p.name) }
 
-func (q *queryParams) bool(name string) bool {
+func (q *queryParams) bool(p param) bool {
+	name := p.name
 	v := q.r.URL.Query().Get(name)
 	if v == "" || q.err != nil {
 		return false
@@ -96,7 +97,8 @@ func (q *queryParams) bool(name string) bool {
 	return b
 }
 
-func (q *queryParams) uint(name string, bits int) uint64 {
+func (q *queryParams) uint(p param, bits int) uint64 {
+	name := p.name
 	v := q.r.URL.Query().Get(name)
 	if v == "" || q.err != nil {
 		return 0
@@ -111,9 +113,9 @@ func (q *queryParams) uint(name string, bits int) uint64 {
 // consistency reads ?consistency= or the X-Concord-Consistency header.
 // Absent means the gateway's default.
 func (q *queryParams) consistency() concordv1.Consistency {
-	v := q.r.URL.Query().Get("consistency")
+	v := q.r.URL.Query().Get(paramConsistency.name)
 	if v == "" {
-		v = q.r.Header.Get(HeaderConsistency)
+		v = q.r.Header.Get(headerConsistency.name)
 	}
 	switch strings.ToLower(v) {
 	case "":
@@ -142,44 +144,10 @@ func compressMode(c *bool) concordv1.CompressMode {
 	return concordv1.CompressMode_COMPRESS_MODE_OFF
 }
 
-// ttlField is an optional "ttl" in a response: omitted unless set, null
-// when the key does not expire.
-type ttlField struct {
-	set     bool
-	seconds *int64
-}
-
-func ttlOf(seconds *int64) ttlField { return ttlField{set: true, seconds: seconds} }
-
-// IsZero makes `omitzero` leave the field out when it was not asked for.
-func (t ttlField) IsZero() bool { return !t.set }
-
-// MarshalJSON writes the seconds or null.
-func (t ttlField) MarshalJSON() ([]byte, error) {
-	if t.seconds == nil {
-		return []byte("null"), nil
-	}
-	return strconv.AppendInt(nil, *t.seconds, 10), nil
-}
-
-// item is a stored entry as REST shows it. Revision is the key's
-// mod_revision, the value to pass as if_mod_revision.
-type item struct {
-	Key            string          `json:"key"`
-	Value          json.RawMessage `json:"value,omitempty"`
-	Encoding       string          `json:"encoding,omitempty"`
-	ContentType    string          `json:"content_type,omitempty"`
-	Revision       uint64          `json:"revision"`
-	CreateRevision uint64          `json:"create_revision"`
-	ModRevision    uint64          `json:"mod_revision"`
-	Version        uint64          `json:"version"`
-	TTL            ttlField        `json:"ttl,omitzero"`
-}
-
-// toItem converts a KeyValue. A value written as JSON is returned as that
+// toEntry converts a KeyValue. A value written as JSON is returned as that
 // JSON; any other value as base64 with "encoding" and "content_type".
-func toItem(kv *concordv1.KeyValue, withValue, withTTL bool) item {
-	it := item{
+func toEntry(kv *concordv1.KeyValue, withValue, withTTL bool) Entry {
+	it := Entry{
 		Key: kv.GetKey(), Revision: kv.GetModRevision(), CreateRevision: kv.GetCreateRevision(),
 		ModRevision: kv.GetModRevision(), Version: kv.GetVersion(),
 	}

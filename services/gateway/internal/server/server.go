@@ -1,11 +1,14 @@
 // Package server is the gateway's HTTP front door: Connect, gRPC and gRPC-web
-// for concord.v1 KVService and ClusterService, the REST API under /api/v1,
-// and the /health and /ready probes, all on one http.Handler.
+// for concord.v1 KVService and ClusterService, the REST API under /api/v1
+// with its OpenAPI document and Swagger UI, the web console, /metrics and
+// the /health and /ready probes, all on one http.Handler.
 //
 // REST handlers call the same KVServiceHandler and ClusterServiceHandler as
 // the Connect handlers, through the same interceptors (so a REST request is
-// validated exactly as the equivalent Connect request), and report failures
-// through httperror, the one error-to-status mapping.
+// validated and measured exactly as the equivalent Connect request), and
+// report failures through httperror, the one error-to-status mapping. Every
+// request gets an id (X-Request-Id, kept from the request when it has a
+// sane one) that its log lines carry.
 package server
 
 import (
@@ -24,11 +27,12 @@ import (
 	"github.com/concord-kv/concord/services/gateway/internal/httperror"
 )
 
-// Headers set on every REST response that carries a concord.v1 ResponseHeader.
+// Headers of the REST API.
 const (
 	HeaderRevision    = "X-Concord-Revision"
 	HeaderNode        = "X-Concord-Node"
 	HeaderConsistency = "X-Concord-Consistency"
+	HeaderRequestID   = "X-Request-Id"
 )
 
 // Options configure New.
@@ -43,7 +47,10 @@ type Options struct {
 	// CORSOrigins lists the origins browsers may call from ("*" for any);
 	// empty disables CORS.
 	CORSOrigins []string
-	// Logger receives failed requests with a 5xx status.
+	// DefaultConsistency names the read level of requests that name none
+	// (eventual, leader or strong; default leader), for the metrics.
+	DefaultConsistency string
+	// Logger receives a debug line per request and the failures.
 	Logger *slog.Logger
 }
 
@@ -54,27 +61,41 @@ type Server struct {
 	cluster      concordv1connect.ClusterServiceHandler
 	interceptors []connect.Interceptor
 	maxBody      int64
+	metrics      *metrics
 	logger       *slog.Logger
+	rest         []route
+	openapi      []byte // the OpenAPI document, as served
 	handler      http.Handler
 }
 
-// New returns the gateway's handler.
-func New(o Options) *Server {
+// New returns the gateway's handler. It fails only if the OpenAPI document
+// cannot be generated from the routes (a programming error).
+func New(ctx context.Context, o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
 	s := &Server{
-		kv: o.KV, cluster: o.Cluster, interceptors: o.Interceptors,
-		maxBody: o.MaxBodyBytes, logger: o.Logger,
+		kv: o.KV, cluster: o.Cluster, maxBody: o.MaxBodyBytes,
+		metrics: newMetrics(o.DefaultConsistency), logger: o.Logger,
+	}
+	// Measure everything (validation failures included), then log.
+	s.interceptors = append([]connect.Interceptor{s.metrics.interceptor(), logErrors(o.Logger)}, o.Interceptors...)
+	s.rest = s.restRoutes()
+	var err error
+	if _, s.openapi, err = openAPIDocument(ctx, s.rest); err != nil {
+		return nil, fmt.Errorf("openapi: %w", err)
 	}
 	mux := http.NewServeMux()
 	s.routes(mux)
-	s.handler = cors(o.CORSOrigins, mux)
-	return s
+	s.handler = withRequestID(s.logger, cors(o.CORSOrigins, mux))
+	return s, nil
 }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// OpenAPI returns the OpenAPI document served at /api/v1/openapi.json.
+func (s *Server) OpenAPI() []byte { return s.openapi }
 
 // reply is what a REST handler produces on success: always 200 with body as
 // JSON; header, when set, fills X-Concord-Revision and X-Concord-Node.
@@ -87,16 +108,29 @@ type reply struct {
 // the status always comes from httperror.
 type restFunc func(r *http.Request) (reply, error)
 
-func (s *Server) rest(h restFunc) http.Handler {
+// restHandler serves rt: it limits the body, rejects query parameters rt
+// does not declare, and writes the reply or the error.
+func (s *Server) restHandler(rt route) http.Handler {
+	var query []string
+	for _, p := range rt.params {
+		if p.in == "query" {
+			query = append(query, p.name)
+		}
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, s.maxBody)
-		out, err := h(r)
-		if err != nil {
-			if status := httperror.Write(w, err); status >= http.StatusInternalServerError {
-				s.logger.LogAttrs(r.Context(), slog.LevelError, "request failed",
-					slog.String("method", r.Method), slog.String("path", r.URL.Path),
-					slog.Int("status", status), slog.String("error", err.Error()))
+		out, err := reply{}, error(nil)
+		for name := range r.URL.Query() {
+			if !slices.Contains(query, name) {
+				err = invalid("query parameter %q is not one of %s %s's (%s)", name, rt.method, rt.path, strings.Join(query, ", "))
+				break
 			}
+		}
+		if err == nil {
+			out, err = rt.handle(r)
+		}
+		if err != nil {
+			httperror.Write(w, err)
 			return
 		}
 		if hdr := out.header; hdr != nil {
@@ -105,16 +139,21 @@ func (s *Server) rest(h restFunc) http.Handler {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
-		if err := json.NewEncoder(w).Encode(out.body); err != nil {
+		if raw, ok := out.body.(json.RawMessage); ok {
+			_, err = w.Write(raw)
+		} else {
+			err = json.NewEncoder(w).Encode(out.body)
+		}
+		if err != nil {
 			s.logger.LogAttrs(r.Context(), slog.LevelWarn, "write response",
-				slog.String("path", r.URL.Path), slog.String("error", err.Error()))
+				slog.String("request_id", RequestID(r.Context())), slog.String("path", r.URL.Path), slog.String("error", err.Error()))
 		}
 	})
 }
 
 // invoke calls method as the Connect handler would: through the interceptor
 // chain (validation included), with a fresh request around msg.
-func invoke[Req, Res any](ctx context.Context, s *Server,
+func invoke[Req, Res any](ctx context.Context, s *Server, procedure string,
 	method func(context.Context, *connect.Request[Req]) (*connect.Response[Res], error), msg *Req,
 ) (*Res, error) {
 	next := connect.UnaryFunc(func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
@@ -127,7 +166,7 @@ func invoke[Req, Res any](ctx context.Context, s *Server,
 	for i := len(s.interceptors) - 1; i >= 0; i-- {
 		next = s.interceptors[i].WrapUnary(next)
 	}
-	res, err := next(ctx, connect.NewRequest(msg))
+	res, err := next(context.WithValue(ctx, procedureKey{}, procedure), connect.NewRequest(msg))
 	if err != nil {
 		return nil, err
 	}
@@ -138,10 +177,31 @@ func invoke[Req, Res any](ctx context.Context, s *Server,
 	return typed, nil
 }
 
+// logErrors is the interceptor that logs calls failing on the server's
+// side (internal errors, unavailable replicas, deadlines), with the request
+// id. Callers' mistakes (invalid argument, not found, conflict) are not
+// logged: the caller is told.
+func logErrors(logger *slog.Logger) connect.Interceptor {
+	return connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			res, err := next(ctx, req)
+			if err != nil {
+				switch connect.CodeOf(err) {
+				case connect.CodeInternal, connect.CodeUnknown, connect.CodeDataLoss, connect.CodeUnavailable, connect.CodeDeadlineExceeded:
+					logger.LogAttrs(ctx, slog.LevelWarn, "call failed",
+						slog.String("request_id", RequestID(ctx)), slog.String("procedure", procedureOf(ctx, req)),
+						slog.String("code", connect.CodeOf(err).String()), slog.String("error", httperror.Message(err)))
+				}
+			}
+			return res, err
+		}
+	})
+}
+
 // corsExposed lists the response headers browsers may read: gRPC-web status
-// trailers-in-headers and the revision headers.
+// trailers-in-headers, the revision headers and the request id.
 var corsExposed = strings.Join([]string{
-	"Grpc-Status", "Grpc-Message", "Grpc-Status-Details-Bin", HeaderRevision, HeaderNode,
+	"Grpc-Status", "Grpc-Message", "Grpc-Status-Details-Bin", HeaderRevision, HeaderNode, HeaderRequestID,
 }, ", ")
 
 // cors lets browsers on the listed origins call Connect and REST. Preflight

@@ -70,10 +70,10 @@ Flags:
 		fs.PrintDefaults()
 	}
 	var (
-		peers, level, consistency, algo string
-		bootstrap, compression          bool
-		snapThreshold                   uint64
-		snapInterval                    time.Duration
+		peers, join, level, consistency, algo string
+		bootstrap, compression                bool
+		snapThreshold                         uint64
+		snapInterval                          time.Duration
 	)
 	fs.StringVar(&cfg.NodeID, "node-id", env("CONCORD_NODE_ID", "node1"), "this replica's id in the Raft configuration [CONCORD_NODE_ID]")
 	fs.StringVar(&cfg.DataDir, "data-dir", env("CONCORD_DATA_DIR", ""), "directory for the Raft log and snapshots (default ./data/<node-id>) [CONCORD_DATA_DIR]")
@@ -83,6 +83,9 @@ Flags:
 	fs.StringVar(&cfg.RaftAdvertise, "raft-advertise", env("CONCORD_RAFT_ADVERTISE", ""), "address peers dial for Raft (default the listen address) [CONCORD_RAFT_ADVERTISE]")
 	fs.StringVar(&peers, "peers", env("CONCORD_PEERS", ""), "initial members as id=raft-host:port,... including this node; empty bootstraps a single-node cluster [CONCORD_PEERS]")
 	fs.BoolVar(&bootstrap, "bootstrap", envBool("CONCORD_BOOTSTRAP", true), "bootstrap the cluster from --peers when the data dir is empty [CONCORD_BOOTSTRAP]")
+	fs.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", envInt("CONCORD_BOOTSTRAP_EXPECT", 0), "refuse to start unless --peers lists exactly this many members (0: no check) [CONCORD_BOOTSTRAP_EXPECT]")
+	fs.StringVar(&join, "join", env("CONCORD_JOIN", ""), "API URLs of running members, comma-separated: with an empty data dir, do not bootstrap but ask the cluster to add this replica [CONCORD_JOIN]")
+	fs.BoolVar(&cfg.Nonvoter, "nonvoter", envBool("CONCORD_NONVOTER", false), "with --join, join as a non-voter (receives data, serves eventual reads, does not count for quorum) [CONCORD_NONVOTER]")
 	fs.BoolVar(&compression, "compression", envBool("CONCORD_COMPRESSION_ENABLED", cfg.CompressionEnabled), "compress values larger than the threshold [CONCORD_COMPRESSION_ENABLED]")
 	fs.StringVar(&algo, "compression-algorithm", env("CONCORD_COMPRESSION_ALGORITHM", cfg.CompressionAlgorithm), "zlib, gzip, zstd or none [CONCORD_COMPRESSION_ALGORITHM]")
 	fs.IntVar(&cfg.CompressionLevel, "compression-level", envInt("CONCORD_COMPRESSION_LEVEL", cfg.CompressionLevel), "0-9 for zlib/gzip, 1-4 for zstd, -1 default [CONCORD_COMPRESSION_LEVEL]")
@@ -113,6 +116,11 @@ Flags:
 	var err error
 	if cfg.Peers, err = ParsePeers(peers); err != nil {
 		return cfg, 0, err
+	}
+	for _, u := range strings.Split(join, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			cfg.Join = append(cfg.Join, u)
+		}
 	}
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {

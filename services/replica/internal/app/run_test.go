@@ -18,7 +18,7 @@ func TestParsePrecedence(t *testing.T) {
 		"CONCORD_NODE_ID":               "from-env",
 		"CONCORD_COMPRESSION_ALGORITHM": "zstd",
 		"CONCORD_COMPRESSION_LEVEL":     "3",
-		"CONCORD_PEERS":                 "a=127.0.0.1:1,b=127.0.0.1:2",
+		"CONCORD_PEERS":                 "from-flag=127.0.0.1:1,b=127.0.0.1:2",
 	})
 	cfg, _, err := parse([]string{"--node-id", "from-flag"}, env, &bytes.Buffer{})
 	if err != nil {
@@ -50,6 +50,10 @@ func TestParseRejectsBadInput(t *testing.T) {
 		"bad log level":    {args: []string{"--log-level", "loud"}, want: "log level"},
 		"unknown flag":     {args: []string{"--nope"}, want: "not defined"},
 		"bad snapshot dur": {env: map[string]string{"CONCORD_SNAPSHOT_INTERVAL": "soon"}, want: "CONCORD_SNAPSHOT_INTERVAL"},
+		"bootstrap expect": {env: map[string]string{"CONCORD_NODE_ID": "a", "CONCORD_PEERS": "a=h:1,b=h:2", "CONCORD_BOOTSTRAP_EXPECT": "3"}, want: "bootstrap expects 3 members but the peer list has 2"},
+		"bad expect env":   {env: map[string]string{"CONCORD_BOOTSTRAP_EXPECT": "three"}, want: "CONCORD_BOOTSTRAP_EXPECT"},
+		"join and peers":   {args: []string{"--join", "http://h:1"}, env: map[string]string{"CONCORD_PEERS": "node1=h:1"}, want: "exclude each other"},
+		"join not a URL":   {env: map[string]string{"CONCORD_JOIN": "h:1"}, want: "not an http(s) URL"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, _, err := parse(tc.args, mapEnv(tc.env), &bytes.Buffer{})

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"time"
 
 	"connectrpc.com/connect"
 	raftv1 "github.com/concord-kv/concord/proto/gen/go/concord/raft/v1"
@@ -15,23 +16,43 @@ import (
 // Cluster implements concord.v1.ClusterService.
 type Cluster struct {
 	Store *store.Store
+	// Peers carries membership changes forwarded to the leader.
+	Peers connect.HTTPClient
 }
 
 var _ concordv1connect.ClusterServiceHandler = (*Cluster)(nil)
 
+var memberStates = map[store.MemberState]concordv1.MemberState{
+	store.StateLeader:   concordv1.MemberState_MEMBER_STATE_LEADER,
+	store.StateFollower: concordv1.MemberState_MEMBER_STATE_FOLLOWER,
+	store.StateUnknown:  concordv1.MemberState_MEMBER_STATE_UNKNOWN,
+}
+
+func member(v store.MemberView) *concordv1.Member {
+	m := &concordv1.Member{
+		Id: string(v.ID), RaftAddress: string(v.Address), ApiAddress: v.APIAddress,
+		Suffrage: concordv1.Suffrage_SUFFRAGE_VOTER, Leader: v.Leader, State: memberStates[v.State],
+		UnreachableMs: v.Unreachable.Milliseconds(),
+	}
+	if v.Suffrage != raft.Voter {
+		m.Suffrage = concordv1.Suffrage_SUFFRAGE_NONVOTER
+	}
+	if v.LastContact >= 0 {
+		m.LastContactMs = new(v.LastContact.Milliseconds())
+	}
+	return m
+}
+
 func members(st store.Status) []*concordv1.Member {
-	out := make([]*concordv1.Member, 0, len(st.Servers))
-	for _, s := range st.Servers {
-		m := &concordv1.Member{
-			Id: string(s.ID), RaftAddress: string(s.Address), ApiAddress: st.APIAddresses[string(s.ID)],
-			Suffrage: concordv1.Suffrage_SUFFRAGE_VOTER, Leader: string(s.ID) == st.LeaderID,
-		}
-		if s.Suffrage != raft.Voter {
-			m.Suffrage = concordv1.Suffrage_SUFFRAGE_NONVOTER
-		}
-		out = append(out, m)
+	out := make([]*concordv1.Member, 0, len(st.Members))
+	for _, v := range st.Members {
+		out = append(out, member(v))
 	}
 	return out
+}
+
+func (h *Cluster) header(rev uint64) *concordv1.ResponseHeader {
+	return &concordv1.ResponseHeader{Revision: rev, NodeId: h.Store.ID()}
 }
 
 // Status describes this node and the cluster.
@@ -41,7 +62,7 @@ func (h *Cluster) Status(_ context.Context, _ *connect.Request[concordv1.StatusR
 		return nil, toConnectError(err)
 	}
 	return connect.NewResponse(&concordv1.StatusResponse{
-		Header: &concordv1.ResponseHeader{Revision: st.AppliedIndex, NodeId: h.Store.ID()},
+		Header: h.header(st.AppliedIndex),
 		NodeId: h.Store.ID(), State: st.State, Term: st.Term, CommitIndex: st.CommitIndex,
 		AppliedIndex: st.AppliedIndex, LeaderId: st.LeaderID, LeaderApiAddress: st.LeaderAPI,
 		Members: members(st),
@@ -56,9 +77,78 @@ func (h *Cluster) Members(_ context.Context, _ *connect.Request[concordv1.Member
 		return nil, toConnectError(err)
 	}
 	return connect.NewResponse(&concordv1.MembersResponse{
-		Header:  &concordv1.ResponseHeader{Revision: st.AppliedIndex, NodeId: h.Store.ID()},
+		Header:  h.header(st.AppliedIndex),
 		Members: members(st),
 	}), nil
+}
+
+// AddMember adds (or promotes) a member on the leader.
+func (h *Cluster) AddMember(ctx context.Context, req *connect.Request[concordv1.AddMemberRequest]) (*connect.Response[concordv1.AddMemberResponse], error) {
+	m := req.Msg
+	var out *concordv1.AddMemberResponse
+	err := h.onLeader(ctx, req.Header(), func(ctx context.Context) error {
+		v, idx, err := h.Store.AddMember(ctx, store.NewMember{ID: m.GetId(), RaftAddress: m.GetRaftAddress(), APIAddress: m.GetApiAddress(), Nonvoter: m.GetNonvoter()})
+		if err == nil {
+			out = &concordv1.AddMemberResponse{Header: h.header(idx), Member: member(v)}
+		}
+		return err
+	}, func(ctx context.Context, c concordv1connect.ClusterServiceClient) error {
+		resp, err := c.AddMember(ctx, forwarded(h.Store.ID(), m))
+		if err == nil {
+			out = resp.Msg
+		}
+		return err
+	})
+	if err != nil {
+		return nil, toConnectError(err)
+	}
+	return connect.NewResponse(out), nil
+}
+
+// RemoveMember removes a member on the leader.
+func (h *Cluster) RemoveMember(ctx context.Context, req *connect.Request[concordv1.RemoveMemberRequest]) (*connect.Response[concordv1.RemoveMemberResponse], error) {
+	m := req.Msg
+	var out *concordv1.RemoveMemberResponse
+	err := h.onLeader(ctx, req.Header(), func(ctx context.Context) error {
+		idx, err := h.Store.RemoveMember(ctx, m.GetId(), time.Duration(m.GetIfUnreachableForSeconds())*time.Second)
+		if err == nil {
+			out = &concordv1.RemoveMemberResponse{Header: h.header(idx)}
+		}
+		return err
+	}, func(ctx context.Context, c concordv1connect.ClusterServiceClient) error {
+		resp, err := c.RemoveMember(ctx, forwarded(h.Store.ID(), m))
+		if err == nil {
+			out = resp.Msg
+		}
+		return err
+	})
+	if err != nil {
+		return nil, toConnectError(err)
+	}
+	return connect.NewResponse(out), nil
+}
+
+// TransferLeadership hands leadership over on the leader.
+func (h *Cluster) TransferLeadership(ctx context.Context, req *connect.Request[concordv1.TransferLeadershipRequest]) (*connect.Response[concordv1.TransferLeadershipResponse], error) {
+	m := req.Msg
+	var out *concordv1.TransferLeadershipResponse
+	err := h.onLeader(ctx, req.Header(), func(ctx context.Context) error {
+		next, err := h.Store.TransferLeadership(ctx, m.GetId())
+		if err == nil {
+			out = &concordv1.TransferLeadershipResponse{Header: h.header(0), PreviousLeaderId: h.Store.ID(), LeaderId: next}
+		}
+		return err
+	}, func(ctx context.Context, c concordv1connect.ClusterServiceClient) error {
+		resp, err := c.TransferLeadership(ctx, forwarded(h.Store.ID(), m))
+		if err == nil {
+			out = resp.Msg
+		}
+		return err
+	})
+	if err != nil {
+		return nil, toConnectError(err)
+	}
+	return connect.NewResponse(out), nil
 }
 
 // Internal implements concord.raft.v1.InternalService for peer replicas.

@@ -25,7 +25,7 @@ func toConnectError(err error) error {
 	switch {
 	case errors.Is(err, store.ErrInvalidArgument):
 		code = connect.CodeInvalidArgument
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrNotMember):
 		code = connect.CodeNotFound
 	case errors.Is(err, store.ErrConflict):
 		code = connect.CodeFailedPrecondition

@@ -23,6 +23,8 @@ var (
 	ErrOutcomeUnknown = errors.New("outcome unknown")
 	// ErrTimeout: the deadline passed before a read could be served.
 	ErrTimeout = errors.New("timeout")
+	// ErrNotMember: no member of the Raft configuration has this id.
+	ErrNotMember = errors.New("no such member")
 	// ErrClosed: the store is shut down.
 	ErrClosed = errors.New("store closed")
 )

@@ -189,7 +189,13 @@ func (f *FSM) applyLocked(cmd *raftv1.Command, idx uint64) *raftv1.Result {
 		for id, addr := range f.members {
 			m[id] = addr
 		}
-		m[op.SetMember.GetId()] = op.SetMember.GetApiAddress()
+		// An empty address forgets the member (the leader prunes members
+		// that left the Raft configuration).
+		if a := op.SetMember.GetApiAddress(); a != "" {
+			m[op.SetMember.GetId()] = a
+		} else {
+			delete(m, op.SetMember.GetId())
+		}
 		f.members = m
 		return ok(idx)
 	case *raftv1.Command_Noop:

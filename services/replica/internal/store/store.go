@@ -93,13 +93,18 @@ type Store struct {
 	raft   *raft.Raft
 	bolt   *raftboltdb.BoltStore
 	layer  *streamLayer
-	trans  *raft.NetworkTransport
+	trans  *contactTransport
 	verify *verifier
 	log    *slog.Logger
 
 	// readyTerm is the term whose first entry this node, as leader, has
 	// applied; strong reads are served only while it equals the current term.
 	readyTerm atomic.Uint64
+	// leadSince is when this node became leader (unix nanoseconds, wall
+	// clock); unreachable members are counted unreachable from then at most.
+	leadSince atomic.Int64
+	// hadState: the data directory held Raft state when the store opened.
+	hadState bool
 
 	clientsMu sync.Mutex
 	clients   map[string]raftv1connect.InternalServiceClient
@@ -144,9 +149,9 @@ func Open(cfg Config) (*Store, error) {
 		}
 	}
 	layer := newStreamLayer(cfg.RaftListener, adv)
-	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	trans := newContactTransport(raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: layer, MaxPool: 4, Timeout: 10 * time.Second, Logger: hl,
-	})
+	}))
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
@@ -154,6 +159,10 @@ func Open(cfg Config) (*Store, error) {
 	rc.BatchApplyCh = true
 	rc.MaxAppendEntries = 512
 	rc.NoSnapshotRestoreOnStart = false
+	// A removed replica stays up as a follower outside the configuration
+	// (it cannot start elections there) instead of shutting raft down under
+	// its API; adding it again needs no restart.
+	rc.ShutdownOnRemove = false
 	if cfg.SnapshotThreshold > 0 {
 		rc.SnapshotThreshold = cfg.SnapshotThreshold
 	}
@@ -174,13 +183,13 @@ func Open(cfg Config) (*Store, error) {
 	}
 
 	fsm := NewFSM()
+	has, err := raft.HasExistingState(logs, bolt, snaps)
+	if err != nil {
+		_ = trans.Close()
+		_ = bolt.Close()
+		return nil, err
+	}
 	if cfg.Bootstrap {
-		has, err := raft.HasExistingState(logs, bolt, snaps)
-		if err != nil {
-			_ = trans.Close()
-			_ = bolt.Close()
-			return nil, err
-		}
 		if !has {
 			var servers []raft.Server
 			for _, p := range cfg.Peers {
@@ -203,7 +212,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
 	s := &Store{
-		cfg: cfg, fsm: fsm, raft: r, bolt: bolt, layer: layer, trans: trans,
+		cfg: cfg, fsm: fsm, raft: r, bolt: bolt, layer: layer, trans: trans, hadState: has,
 		log:     cfg.Logger.With("node", cfg.NodeID),
 		clients: map[string]raftv1connect.InternalServiceClient{},
 		stop:    make(chan struct{}),
@@ -233,6 +242,10 @@ func (s *Store) Close() error {
 	}
 	return err
 }
+
+// HadState reports whether the data directory held Raft state when the
+// store opened (a restart), as opposed to a fresh replica.
+func (s *Store) HadState() bool { return s.hadState }
 
 // ID is this node's raft server id.
 func (s *Store) ID() string { return s.cfg.NodeID }
@@ -291,6 +304,7 @@ func (s *Store) run() {
 				stopLead()
 				<-leadDone
 				leadTerm = term
+				s.leadSince.Store(time.Now().UnixNano())
 				ctx, cancel := context.WithCancel(context.Background())
 				stopLead = cancel
 				leadDone = make(chan struct{})
@@ -315,6 +329,11 @@ func (s *Store) run() {
 				continue
 			}
 			lastReg = time.Now()
+			// A replica outside the configuration (removed, or not added
+			// yet) does not register: the leader would only prune it.
+			if !s.IsMember() {
+				continue
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			_, err := s.Apply(ctx, &raftv1.Command{Op: &raftv1.Command_SetMember{SetMember: &raftv1.SetMember{Id: s.cfg.NodeID, ApiAddress: s.cfg.APIAddress}}})
 			cancel()
@@ -375,6 +394,7 @@ func (s *Store) lead(ctx context.Context, term uint64) {
 				break
 			}
 		}
+		s.pruneMembers(ctx)
 	}
 }
 
@@ -644,8 +664,7 @@ type Status struct {
 	AppliedIndex uint64
 	LeaderID     string
 	LeaderAPI    string
-	Servers      []raft.Server
-	APIAddresses map[string]string
+	Members      []MemberView
 	Size         uint64
 	MemoryBytes  uint64
 }
@@ -657,14 +676,13 @@ func (s *Store) Status() (Status, error) {
 		Term:         s.raft.CurrentTerm(),
 		CommitIndex:  s.raft.CommitIndex(),
 		AppliedIndex: s.fsm.Applied(),
-		APIAddresses: s.fsm.Members(),
 	}
 	st.LeaderID, st.LeaderAPI = s.Leader()
 	f := s.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return st, err
 	}
-	st.Servers = f.Configuration().Servers
+	st.Members = s.memberViews(f.Configuration().Servers, time.Now())
 	st.Size, st.MemoryBytes = s.fsm.Stats()
 	return st, nil
 }

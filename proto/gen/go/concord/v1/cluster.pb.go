@@ -7,6 +7,7 @@
 package concordv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -72,15 +73,84 @@ func (Suffrage) EnumDescriptor() ([]byte, []int) {
 	return file_concord_v1_cluster_proto_rawDescGZIP(), []int{0}
 }
 
+// MemberState is how the answering replica sees a member.
+type MemberState int32
+
+const (
+	MemberState_MEMBER_STATE_UNSPECIFIED MemberState = 0
+	// The member leads.
+	MemberState_MEMBER_STATE_LEADER MemberState = 1
+	// The member follows: it is the answering replica, or the answering
+	// replica leads and its last Raft call to the member succeeded.
+	MemberState_MEMBER_STATE_FOLLOWER MemberState = 2
+	// The answering replica cannot tell: it is a follower (which hears only
+	// from the leader), or it leads and has not reached the member yet or its
+	// last Raft call to the member failed.
+	MemberState_MEMBER_STATE_UNKNOWN MemberState = 3
+)
+
+// Enum value maps for MemberState.
+var (
+	MemberState_name = map[int32]string{
+		0: "MEMBER_STATE_UNSPECIFIED",
+		1: "MEMBER_STATE_LEADER",
+		2: "MEMBER_STATE_FOLLOWER",
+		3: "MEMBER_STATE_UNKNOWN",
+	}
+	MemberState_value = map[string]int32{
+		"MEMBER_STATE_UNSPECIFIED": 0,
+		"MEMBER_STATE_LEADER":      1,
+		"MEMBER_STATE_FOLLOWER":    2,
+		"MEMBER_STATE_UNKNOWN":     3,
+	}
+)
+
+func (x MemberState) Enum() *MemberState {
+	p := new(MemberState)
+	*p = x
+	return p
+}
+
+func (x MemberState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (MemberState) Descriptor() protoreflect.EnumDescriptor {
+	return file_concord_v1_cluster_proto_enumTypes[1].Descriptor()
+}
+
+func (MemberState) Type() protoreflect.EnumType {
+	return &file_concord_v1_cluster_proto_enumTypes[1]
+}
+
+func (x MemberState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use MemberState.Descriptor instead.
+func (MemberState) EnumDescriptor() ([]byte, []int) {
+	return file_concord_v1_cluster_proto_rawDescGZIP(), []int{1}
+}
+
 // Member is one server in the Raft configuration.
 type Member struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	RaftAddress string                 `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
 	// Connect/HTTP address of the replica; empty until it has registered.
-	ApiAddress    string   `protobuf:"bytes,3,opt,name=api_address,json=apiAddress,proto3" json:"api_address,omitempty"`
-	Suffrage      Suffrage `protobuf:"varint,4,opt,name=suffrage,proto3,enum=concord.v1.Suffrage" json:"suffrage,omitempty"`
-	Leader        bool     `protobuf:"varint,5,opt,name=leader,proto3" json:"leader,omitempty"`
+	ApiAddress string      `protobuf:"bytes,3,opt,name=api_address,json=apiAddress,proto3" json:"api_address,omitempty"`
+	Suffrage   Suffrage    `protobuf:"varint,4,opt,name=suffrage,proto3,enum=concord.v1.Suffrage" json:"suffrage,omitempty"`
+	Leader     bool        `protobuf:"varint,5,opt,name=leader,proto3" json:"leader,omitempty"`
+	State      MemberState `protobuf:"varint,6,opt,name=state,proto3,enum=concord.v1.MemberState" json:"state,omitempty"`
+	// Milliseconds since the answering replica last heard from this member over
+	// Raft, by its own clock: the leader knows it for every member, a follower
+	// only for the leader. 0 for the answering replica itself; absent when
+	// unknown.
+	LastContactMs *int64 `protobuf:"varint,7,opt,name=last_contact_ms,json=lastContactMs,proto3,oneof" json:"last_contact_ms,omitempty"`
+	// How long, in milliseconds, the leader has been failing to reach this
+	// member (counted from the last contact, or from when it became leader if
+	// it never reached it). 0 while reachable, and on a follower's answer.
+	UnreachableMs int64 `protobuf:"varint,8,opt,name=unreachable_ms,json=unreachableMs,proto3" json:"unreachable_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -148,6 +218,27 @@ func (x *Member) GetLeader() bool {
 		return x.Leader
 	}
 	return false
+}
+
+func (x *Member) GetState() MemberState {
+	if x != nil {
+		return x.State
+	}
+	return MemberState_MEMBER_STATE_UNSPECIFIED
+}
+
+func (x *Member) GetLastContactMs() int64 {
+	if x != nil && x.LastContactMs != nil {
+		return *x.LastContactMs
+	}
+	return 0
+}
+
+func (x *Member) GetUnreachableMs() int64 {
+	if x != nil {
+		return x.UnreachableMs
+	}
+	return 0
 }
 
 type StatusRequest struct {
@@ -445,19 +536,360 @@ func (x *MembersResponse) GetMembers() []*Member {
 	return nil
 }
 
+type AddMemberRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The replica's node id (its --node-id).
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The address other replicas dial for Raft (host:port).
+	RaftAddress string `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	// Base URL of the replica's API (http://host:port). Optional: a replica
+	// registers its own once it is a member.
+	ApiAddress string `protobuf:"bytes,3,opt,name=api_address,json=apiAddress,proto3" json:"api_address,omitempty"`
+	// Add a non-voter: it receives the log and serves eventual reads but does
+	// not vote and does not count toward the quorum. The default is a voter.
+	Nonvoter      bool `protobuf:"varint,4,opt,name=nonvoter,proto3" json:"nonvoter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddMemberRequest) Reset() {
+	*x = AddMemberRequest{}
+	mi := &file_concord_v1_cluster_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddMemberRequest) ProtoMessage() {}
+
+func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_v1_cluster_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddMemberRequest.ProtoReflect.Descriptor instead.
+func (*AddMemberRequest) Descriptor() ([]byte, []int) {
+	return file_concord_v1_cluster_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *AddMemberRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AddMemberRequest) GetRaftAddress() string {
+	if x != nil {
+		return x.RaftAddress
+	}
+	return ""
+}
+
+func (x *AddMemberRequest) GetApiAddress() string {
+	if x != nil {
+		return x.ApiAddress
+	}
+	return ""
+}
+
+func (x *AddMemberRequest) GetNonvoter() bool {
+	if x != nil {
+		return x.Nonvoter
+	}
+	return false
+}
+
+type AddMemberResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// revision is the Raft index of the last configuration change (0 if none
+	// was needed).
+	Header *ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// The member as it now is.
+	Member        *Member `protobuf:"bytes,2,opt,name=member,proto3" json:"member,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddMemberResponse) Reset() {
+	*x = AddMemberResponse{}
+	mi := &file_concord_v1_cluster_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddMemberResponse) ProtoMessage() {}
+
+func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_v1_cluster_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddMemberResponse.ProtoReflect.Descriptor instead.
+func (*AddMemberResponse) Descriptor() ([]byte, []int) {
+	return file_concord_v1_cluster_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *AddMemberResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *AddMemberResponse) GetMember() *Member {
+	if x != nil {
+		return x.Member
+	}
+	return nil
+}
+
+type RemoveMemberRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Remove the member only if the leader has been failing to reach it for at
+	// least this many seconds (dead-member removal); 0 removes it regardless.
+	IfUnreachableForSeconds int64 `protobuf:"varint,2,opt,name=if_unreachable_for_seconds,json=ifUnreachableForSeconds,proto3" json:"if_unreachable_for_seconds,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
+}
+
+func (x *RemoveMemberRequest) Reset() {
+	*x = RemoveMemberRequest{}
+	mi := &file_concord_v1_cluster_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveMemberRequest) ProtoMessage() {}
+
+func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_v1_cluster_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
+func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
+	return file_concord_v1_cluster_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RemoveMemberRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RemoveMemberRequest) GetIfUnreachableForSeconds() int64 {
+	if x != nil {
+		return x.IfUnreachableForSeconds
+	}
+	return 0
+}
+
+type RemoveMemberResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// revision is the Raft index of the configuration change.
+	Header        *ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveMemberResponse) Reset() {
+	*x = RemoveMemberResponse{}
+	mi := &file_concord_v1_cluster_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveMemberResponse) ProtoMessage() {}
+
+func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_v1_cluster_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
+func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
+	return file_concord_v1_cluster_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RemoveMemberResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+type TransferLeadershipRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The voter to hand leadership to; empty lets the leader pick the most
+	// up-to-date voter.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeadershipRequest) Reset() {
+	*x = TransferLeadershipRequest{}
+	mi := &file_concord_v1_cluster_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeadershipRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeadershipRequest) ProtoMessage() {}
+
+func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_v1_cluster_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
+	return file_concord_v1_cluster_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *TransferLeadershipRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type TransferLeadershipResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Header *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// The leader before the transfer.
+	PreviousLeaderId string `protobuf:"bytes,2,opt,name=previous_leader_id,json=previousLeaderId,proto3" json:"previous_leader_id,omitempty"`
+	// The leader after it, as the old leader knows it when it answers (empty
+	// if the election has not finished yet).
+	LeaderId      string `protobuf:"bytes,3,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeadershipResponse) Reset() {
+	*x = TransferLeadershipResponse{}
+	mi := &file_concord_v1_cluster_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeadershipResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeadershipResponse) ProtoMessage() {}
+
+func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_concord_v1_cluster_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
+func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
+	return file_concord_v1_cluster_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *TransferLeadershipResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *TransferLeadershipResponse) GetPreviousLeaderId() string {
+	if x != nil {
+		return x.PreviousLeaderId
+	}
+	return ""
+}
+
+func (x *TransferLeadershipResponse) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
 var File_concord_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_concord_v1_cluster_proto_rawDesc = "" +
 	"\n" +
 	"\x18concord/v1/cluster.proto\x12\n" +
-	"concord.v1\x1a\x13concord/v1/kv.proto\x1a\x1cgoogle/api/annotations.proto\"\xa6\x01\n" +
+	"concord.v1\x1a\x1bbuf/validate/validate.proto\x1a\x13concord/v1/kv.proto\x1a\x1cgoogle/api/annotations.proto\"\xbd\x02\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1f\n" +
 	"\vapi_address\x18\x03 \x01(\tR\n" +
 	"apiAddress\x120\n" +
 	"\bsuffrage\x18\x04 \x01(\x0e2\x14.concord.v1.SuffrageR\bsuffrage\x12\x16\n" +
-	"\x06leader\x18\x05 \x01(\bR\x06leader\"\x0f\n" +
+	"\x06leader\x18\x05 \x01(\bR\x06leader\x12-\n" +
+	"\x05state\x18\x06 \x01(\x0e2\x17.concord.v1.MemberStateR\x05state\x12+\n" +
+	"\x0flast_contact_ms\x18\a \x01(\x03H\x00R\rlastContactMs\x88\x01\x01\x12%\n" +
+	"\x0eunreachable_ms\x18\b \x01(\x03R\runreachableMsB\x12\n" +
+	"\x10_last_contact_ms\"\x0f\n" +
 	"\rStatusRequest\"E\n" +
 	"\fStorageStats\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x04R\x04size\x12!\n" +
@@ -477,14 +909,43 @@ const file_concord_v1_cluster_proto_rawDesc = "" +
 	"\x0eMembersRequest\"s\n" +
 	"\x0fMembersResponse\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.concord.v1.ResponseHeaderR\x06header\x12,\n" +
-	"\amembers\x18\x02 \x03(\v2\x12.concord.v1.MemberR\amembers*O\n" +
+	"\amembers\x18\x02 \x03(\v2\x12.concord.v1.MemberR\amembers\"\xa5\x01\n" +
+	"\x10AddMemberRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\x02id\x12+\n" +
+	"\fraft_address\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x80\x02\x01R\vraftAddress\x12,\n" +
+	"\vapi_address\x18\x03 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x88\x01\x01R\n" +
+	"apiAddress\x12\x1a\n" +
+	"\bnonvoter\x18\x04 \x01(\bR\bnonvoter\"s\n" +
+	"\x11AddMemberResponse\x122\n" +
+	"\x06header\x18\x01 \x01(\v2\x1a.concord.v1.ResponseHeaderR\x06header\x12*\n" +
+	"\x06member\x18\x02 \x01(\v2\x12.concord.v1.MemberR\x06member\"t\n" +
+	"\x13RemoveMemberRequest\x12\x17\n" +
+	"\x02id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x02id\x12D\n" +
+	"\x1aif_unreachable_for_seconds\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\x17ifUnreachableForSeconds\"J\n" +
+	"\x14RemoveMemberResponse\x122\n" +
+	"\x06header\x18\x01 \x01(\v2\x1a.concord.v1.ResponseHeaderR\x06header\"+\n" +
+	"\x19TransferLeadershipRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x9b\x01\n" +
+	"\x1aTransferLeadershipResponse\x122\n" +
+	"\x06header\x18\x01 \x01(\v2\x1a.concord.v1.ResponseHeaderR\x06header\x12,\n" +
+	"\x12previous_leader_id\x18\x02 \x01(\tR\x10previousLeaderId\x12\x1b\n" +
+	"\tleader_id\x18\x03 \x01(\tR\bleaderId*O\n" +
 	"\bSuffrage\x12\x18\n" +
 	"\x14SUFFRAGE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSUFFRAGE_VOTER\x10\x01\x12\x15\n" +
-	"\x11SUFFRAGE_NONVOTER\x10\x022\xd4\x01\n" +
+	"\x11SUFFRAGE_NONVOTER\x10\x02*y\n" +
+	"\vMemberState\x12\x1c\n" +
+	"\x18MEMBER_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13MEMBER_STATE_LEADER\x10\x01\x12\x19\n" +
+	"\x15MEMBER_STATE_FOLLOWER\x10\x02\x12\x18\n" +
+	"\x14MEMBER_STATE_UNKNOWN\x10\x032\xd1\x04\n" +
 	"\x0eClusterService\x12Z\n" +
 	"\x06Status\x12\x19.concord.v1.StatusRequest\x1a\x1a.concord.v1.StatusResponse\"\x19\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/v1/status\x90\x02\x01\x12f\n" +
-	"\aMembers\x12\x1a.concord.v1.MembersRequest\x1a\x1b.concord.v1.MembersResponse\"\"\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/cluster/members\x90\x02\x01BAZ?github.com/concord-kv/concord/proto/gen/go/concord/v1;concordv1b\x06proto3"
+	"\aMembers\x12\x1a.concord.v1.MembersRequest\x1a\x1b.concord.v1.MembersResponse\"\"\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/cluster/members\x90\x02\x01\x12l\n" +
+	"\tAddMember\x12\x1c.concord.v1.AddMemberRequest\x1a\x1d.concord.v1.AddMemberResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/api/v1/cluster/members\x12w\n" +
+	"\fRemoveMember\x12\x1f.concord.v1.RemoveMemberRequest\x1a .concord.v1.RemoveMemberResponse\"$\x82\xd3\xe4\x93\x02\x1e*\x1c/api/v1/cluster/members/{id}\x12\x93\x01\n" +
+	"\x12TransferLeadership\x12%.concord.v1.TransferLeadershipRequest\x1a&.concord.v1.TransferLeadershipResponse\".\x82\xd3\xe4\x93\x02(:\x01*\"#/api/v1/cluster/transfer-leadershipBAZ?github.com/concord-kv/concord/proto/gen/go/concord/v1;concordv1b\x06proto3"
 
 var (
 	file_concord_v1_cluster_proto_rawDescOnce sync.Once
@@ -498,34 +959,52 @@ func file_concord_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_concord_v1_cluster_proto_rawDescData
 }
 
-var file_concord_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_concord_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_concord_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_concord_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_concord_v1_cluster_proto_goTypes = []any{
-	(Suffrage)(0),           // 0: concord.v1.Suffrage
-	(*Member)(nil),          // 1: concord.v1.Member
-	(*StatusRequest)(nil),   // 2: concord.v1.StatusRequest
-	(*StorageStats)(nil),    // 3: concord.v1.StorageStats
-	(*StatusResponse)(nil),  // 4: concord.v1.StatusResponse
-	(*MembersRequest)(nil),  // 5: concord.v1.MembersRequest
-	(*MembersResponse)(nil), // 6: concord.v1.MembersResponse
-	(*ResponseHeader)(nil),  // 7: concord.v1.ResponseHeader
+	(Suffrage)(0),                      // 0: concord.v1.Suffrage
+	(MemberState)(0),                   // 1: concord.v1.MemberState
+	(*Member)(nil),                     // 2: concord.v1.Member
+	(*StatusRequest)(nil),              // 3: concord.v1.StatusRequest
+	(*StorageStats)(nil),               // 4: concord.v1.StorageStats
+	(*StatusResponse)(nil),             // 5: concord.v1.StatusResponse
+	(*MembersRequest)(nil),             // 6: concord.v1.MembersRequest
+	(*MembersResponse)(nil),            // 7: concord.v1.MembersResponse
+	(*AddMemberRequest)(nil),           // 8: concord.v1.AddMemberRequest
+	(*AddMemberResponse)(nil),          // 9: concord.v1.AddMemberResponse
+	(*RemoveMemberRequest)(nil),        // 10: concord.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),       // 11: concord.v1.RemoveMemberResponse
+	(*TransferLeadershipRequest)(nil),  // 12: concord.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 13: concord.v1.TransferLeadershipResponse
+	(*ResponseHeader)(nil),             // 14: concord.v1.ResponseHeader
 }
 var file_concord_v1_cluster_proto_depIdxs = []int32{
-	0, // 0: concord.v1.Member.suffrage:type_name -> concord.v1.Suffrage
-	7, // 1: concord.v1.StatusResponse.header:type_name -> concord.v1.ResponseHeader
-	1, // 2: concord.v1.StatusResponse.members:type_name -> concord.v1.Member
-	3, // 3: concord.v1.StatusResponse.storage:type_name -> concord.v1.StorageStats
-	7, // 4: concord.v1.MembersResponse.header:type_name -> concord.v1.ResponseHeader
-	1, // 5: concord.v1.MembersResponse.members:type_name -> concord.v1.Member
-	2, // 6: concord.v1.ClusterService.Status:input_type -> concord.v1.StatusRequest
-	5, // 7: concord.v1.ClusterService.Members:input_type -> concord.v1.MembersRequest
-	4, // 8: concord.v1.ClusterService.Status:output_type -> concord.v1.StatusResponse
-	6, // 9: concord.v1.ClusterService.Members:output_type -> concord.v1.MembersResponse
-	8, // [8:10] is the sub-list for method output_type
-	6, // [6:8] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	0,  // 0: concord.v1.Member.suffrage:type_name -> concord.v1.Suffrage
+	1,  // 1: concord.v1.Member.state:type_name -> concord.v1.MemberState
+	14, // 2: concord.v1.StatusResponse.header:type_name -> concord.v1.ResponseHeader
+	2,  // 3: concord.v1.StatusResponse.members:type_name -> concord.v1.Member
+	4,  // 4: concord.v1.StatusResponse.storage:type_name -> concord.v1.StorageStats
+	14, // 5: concord.v1.MembersResponse.header:type_name -> concord.v1.ResponseHeader
+	2,  // 6: concord.v1.MembersResponse.members:type_name -> concord.v1.Member
+	14, // 7: concord.v1.AddMemberResponse.header:type_name -> concord.v1.ResponseHeader
+	2,  // 8: concord.v1.AddMemberResponse.member:type_name -> concord.v1.Member
+	14, // 9: concord.v1.RemoveMemberResponse.header:type_name -> concord.v1.ResponseHeader
+	14, // 10: concord.v1.TransferLeadershipResponse.header:type_name -> concord.v1.ResponseHeader
+	3,  // 11: concord.v1.ClusterService.Status:input_type -> concord.v1.StatusRequest
+	6,  // 12: concord.v1.ClusterService.Members:input_type -> concord.v1.MembersRequest
+	8,  // 13: concord.v1.ClusterService.AddMember:input_type -> concord.v1.AddMemberRequest
+	10, // 14: concord.v1.ClusterService.RemoveMember:input_type -> concord.v1.RemoveMemberRequest
+	12, // 15: concord.v1.ClusterService.TransferLeadership:input_type -> concord.v1.TransferLeadershipRequest
+	5,  // 16: concord.v1.ClusterService.Status:output_type -> concord.v1.StatusResponse
+	7,  // 17: concord.v1.ClusterService.Members:output_type -> concord.v1.MembersResponse
+	9,  // 18: concord.v1.ClusterService.AddMember:output_type -> concord.v1.AddMemberResponse
+	11, // 19: concord.v1.ClusterService.RemoveMember:output_type -> concord.v1.RemoveMemberResponse
+	13, // 20: concord.v1.ClusterService.TransferLeadership:output_type -> concord.v1.TransferLeadershipResponse
+	16, // [16:21] is the sub-list for method output_type
+	11, // [11:16] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_concord_v1_cluster_proto_init() }
@@ -534,13 +1013,14 @@ func file_concord_v1_cluster_proto_init() {
 		return
 	}
 	file_concord_v1_kv_proto_init()
+	file_concord_v1_cluster_proto_msgTypes[0].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_concord_v1_cluster_proto_rawDesc), len(file_concord_v1_cluster_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   6,
+			NumEnums:      2,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

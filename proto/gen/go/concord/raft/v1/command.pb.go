@@ -860,7 +860,9 @@ func (x *Expire) GetKeys() []string {
 	return nil
 }
 
-// SetMember records a replica's API address for forwarding.
+// SetMember records a replica's API address for forwarding; an empty
+// api_address removes the record (the leader prunes replicas that left the
+// Raft configuration).
 type SetMember struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
