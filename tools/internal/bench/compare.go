@@ -259,19 +259,7 @@ func startEtcd(ctx context.Context, cc compareConfig, stderr io.Writer) (*system
 		}
 	}
 	_, _ = fmt.Fprintf(stderr, "etcd: %s (data in %s)\n", strings.Join(sys.endpoints, ","), cc.workDir)
-	return sys, waitHealthy(ctx, func() error {
-		for _, ep := range sys.endpoints {
-			resp, err := http.Get(ep + "/health")
-			if err != nil {
-				return err
-			}
-			_ = resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("%s: %s", ep, resp.Status)
-			}
-		}
-		return nil
-	})
+	return sys, waitHealthy(ctx, sys.endpoints, "/health")
 }
 
 func startConcord(ctx context.Context, cc compareConfig, stderr io.Writer) (*system, error) {
@@ -300,9 +288,14 @@ func startConcord(ctx context.Context, cc compareConfig, stderr io.Writer) (*sys
 		}
 	}
 	_, _ = fmt.Fprintf(stderr, "concord: %s (data in %s)\n", strings.Join(sys.endpoints, ","), cc.workDir)
-	return sys, waitHealthy(ctx, func() error {
-		for _, ep := range sys.endpoints {
-			resp, err := http.Get(ep + "/ready")
+	return sys, waitHealthy(ctx, sys.endpoints, "/ready")
+}
+
+// waitHealthy polls probe on every endpoint until all answer 200.
+func waitHealthy(ctx context.Context, endpoints []string, probe string) error {
+	check := func() error {
+		for _, ep := range endpoints {
+			resp, err := http.Get(ep + probe)
 			if err != nil {
 				return err
 			}
@@ -312,10 +305,7 @@ func startConcord(ctx context.Context, cc compareConfig, stderr io.Writer) (*sys
 			}
 		}
 		return nil
-	})
-}
-
-func waitHealthy(ctx context.Context, check func() error) error {
+	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for {
