@@ -148,8 +148,49 @@ func (c *Config) Validate() error {
 	if err := c.validateMembership(); err != nil {
 		return err
 	}
+	if err := c.validateTimings(); err != nil {
+		return err
+	}
 	_, err := c.compression()
 	return err
+}
+
+// validateTimings checks the Raft timings that are set (0 keeps
+// hashicorp/raft's default) the way raft itself would, with our flag names.
+func (c *Config) validateTimings() error {
+	for name, d := range map[string]time.Duration{
+		"heartbeat timeout": c.HeartbeatTimeout, "election timeout": c.ElectionTimeout,
+		"leader lease timeout": c.LeaderLeaseTimeout, "snapshot interval": c.SnapshotInterval,
+	} {
+		if d < 0 || (d > 0 && d < 5*time.Millisecond) {
+			return fmt.Errorf("%s %v must be at least 5ms", name, d)
+		}
+	}
+	hb, election, lease := c.timings()
+	if election < hb {
+		return fmt.Errorf("election timeout %v must not be shorter than the heartbeat timeout %v", election, hb)
+	}
+	if lease > hb {
+		return fmt.Errorf("leader lease timeout %v must not be longer than the heartbeat timeout %v", lease, hb)
+	}
+	return nil
+}
+
+// timings returns the heartbeat, election and leader lease timeouts raft
+// will use: hashicorp/raft's defaults (1s, 1s, 500ms) for those not set,
+// scaled so that setting only the heartbeat timeout stays valid.
+func (c *Config) timings() (hb, election, lease time.Duration) {
+	hb, election, lease = c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout
+	if hb == 0 {
+		hb = time.Second
+	}
+	if election == 0 {
+		election = max(time.Second, hb)
+	}
+	if lease == 0 {
+		lease = min(500*time.Millisecond, hb/2)
+	}
+	return hb, election, lease
 }
 
 func (c *Config) validateMembership() error {
@@ -236,13 +277,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		initial[i] = store.Peer{ID: p.ID, Address: p.RaftAddress}
 	}
 	peers := peerClient()
+	hb, election, lease := cfg.timings()
 	st, err := store.Open(store.Config{
 		NodeID: cfg.NodeID, DataDir: cfg.DataDir, RaftListener: raftLn, RaftAdvertise: cfg.RaftAdvertise,
 		APIAddress: apiURL, Bootstrap: cfg.Bootstrap && len(cfg.Join) == 0, Peers: initial, HTTPClient: peers,
 		Now: cfg.Now, Logger: cfg.Logger, RaftLogOutput: cfg.RaftLogOutput, RaftLogLevel: cfg.RaftLogLevel,
 		SnapshotThreshold: cfg.SnapshotThreshold, SnapshotInterval: cfg.SnapshotInterval, TrailingLogs: cfg.TrailingLogs,
-		HeartbeatTimeout: cfg.HeartbeatTimeout, ElectionTimeout: cfg.ElectionTimeout,
-		LeaderLeaseTimeout: cfg.LeaderLeaseTimeout, ReapInterval: cfg.ReapInterval,
+		HeartbeatTimeout: hb, ElectionTimeout: election,
+		LeaderLeaseTimeout: lease, ReapInterval: cfg.ReapInterval,
 	})
 	if err != nil {
 		_ = apiLn.Close()

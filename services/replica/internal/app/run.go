@@ -94,6 +94,10 @@ Flags:
 	fs.StringVar(&consistency, "default-consistency", env("CONCORD_DEFAULT_CONSISTENCY", cfg.DefaultConsistency), "read level when a request names none: eventual, leader or strong [CONCORD_DEFAULT_CONSISTENCY]")
 	fs.Uint64Var(&snapThreshold, "snapshot-threshold", uint64(envInt("CONCORD_SNAPSHOT_THRESHOLD", 8192)), "log entries between snapshots [CONCORD_SNAPSHOT_THRESHOLD]")
 	fs.DurationVar(&snapInterval, "snapshot-interval", envDuration("CONCORD_SNAPSHOT_INTERVAL", 2*time.Minute), "how often to check whether to snapshot [CONCORD_SNAPSHOT_INTERVAL]")
+	fs.Uint64Var(&cfg.TrailingLogs, "trailing-logs", uint64(envInt("CONCORD_TRAILING_LOGS", 10240)), "log entries kept after a snapshot, for followers that lag [CONCORD_TRAILING_LOGS]")
+	fs.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", envDuration("CONCORD_HEARTBEAT_TIMEOUT", 0), "follower's wait for the leader before an election; 0 = 1s [CONCORD_HEARTBEAT_TIMEOUT]")
+	fs.DurationVar(&cfg.ElectionTimeout, "election-timeout", envDuration("CONCORD_ELECTION_TIMEOUT", 0), "candidate's wait for votes; 0 = max(1s, heartbeat timeout) [CONCORD_ELECTION_TIMEOUT]")
+	fs.DurationVar(&cfg.LeaderLeaseTimeout, "leader-lease-timeout", envDuration("CONCORD_LEADER_LEASE_TIMEOUT", 0), "leader steps down after this long without a quorum; 0 = min(500ms, heartbeat/2) [CONCORD_LEADER_LEASE_TIMEOUT]")
 	fs.StringVar(&level, "log-level", env("CONCORD_LOG_LEVEL", "info"), "debug, info, warn or error [CONCORD_LOG_LEVEL]")
 	if err := fs.Parse(args); err != nil {
 		return cfg, 0, err

@@ -18,6 +18,8 @@ func TestParsePrecedence(t *testing.T) {
 		"CONCORD_NODE_ID":               "from-env",
 		"CONCORD_COMPRESSION_ALGORITHM": "zstd",
 		"CONCORD_COMPRESSION_LEVEL":     "3",
+		"CONCORD_TRAILING_LOGS":         "64",
+		"CONCORD_HEARTBEAT_TIMEOUT":     "300ms",
 		"CONCORD_PEERS":                 "from-flag=127.0.0.1:1,b=127.0.0.1:2",
 	})
 	cfg, _, err := parse([]string{"--node-id", "from-flag"}, env, &bytes.Buffer{})
@@ -26,6 +28,9 @@ func TestParsePrecedence(t *testing.T) {
 	}
 	if cfg.NodeID != "from-flag" || cfg.CompressionAlgorithm != "zstd" || cfg.CompressionLevel != 3 || len(cfg.Peers) != 2 {
 		t.Fatalf("got %+v", cfg)
+	}
+	if cfg.TrailingLogs != 64 || cfg.HeartbeatTimeout != 300*time.Millisecond {
+		t.Fatalf("raft timings from env: trailing %d heartbeat %v", cfg.TrailingLogs, cfg.HeartbeatTimeout)
 	}
 	if cfg.DataDir != "data/from-flag" {
 		t.Fatalf("data dir %q", cfg.DataDir)
@@ -38,22 +43,26 @@ func TestParseRejectsBadInput(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		"bad int env":      {env: map[string]string{"CONCORD_COMPRESSION_LEVEL": "high"}, want: "CONCORD_COMPRESSION_LEVEL"},
-		"bad bool env":     {env: map[string]string{"CONCORD_BOOTSTRAP": "maybe"}, want: "CONCORD_BOOTSTRAP"},
-		"bad algorithm":    {args: []string{"--compression-algorithm", "lz4"}, want: "lz4"},
-		"level range":      {args: []string{"--compression-level", "12"}, want: "level"},
-		"bad peers":        {env: map[string]string{"CONCORD_PEERS": "a=1,b"}, want: "want id=host:port"},
-		"duplicate peer":   {env: map[string]string{"CONCORD_PEERS": "a=h:1,a=h:2"}, want: "twice"},
-		"bad consistency":  {args: []string{"--default-consistency", "linear"}, want: "consistency"},
-		"value too large":  {args: []string{"--max-value-bytes", "2000000"}, want: "max value"},
-		"stray argument":   {args: []string{"extra"}, want: "unexpected"},
-		"bad log level":    {args: []string{"--log-level", "loud"}, want: "log level"},
-		"unknown flag":     {args: []string{"--nope"}, want: "not defined"},
-		"bad snapshot dur": {env: map[string]string{"CONCORD_SNAPSHOT_INTERVAL": "soon"}, want: "CONCORD_SNAPSHOT_INTERVAL"},
-		"bootstrap expect": {env: map[string]string{"CONCORD_NODE_ID": "a", "CONCORD_PEERS": "a=h:1,b=h:2", "CONCORD_BOOTSTRAP_EXPECT": "3"}, want: "bootstrap expects 3 members but the peer list has 2"},
-		"bad expect env":   {env: map[string]string{"CONCORD_BOOTSTRAP_EXPECT": "three"}, want: "CONCORD_BOOTSTRAP_EXPECT"},
-		"join and peers":   {args: []string{"--join", "http://h:1"}, env: map[string]string{"CONCORD_PEERS": "node1=h:1"}, want: "exclude each other"},
-		"join not a URL":   {env: map[string]string{"CONCORD_JOIN": "h:1"}, want: "not an http(s) URL"},
+		"bad int env":          {env: map[string]string{"CONCORD_COMPRESSION_LEVEL": "high"}, want: "CONCORD_COMPRESSION_LEVEL"},
+		"bad bool env":         {env: map[string]string{"CONCORD_BOOTSTRAP": "maybe"}, want: "CONCORD_BOOTSTRAP"},
+		"bad algorithm":        {args: []string{"--compression-algorithm", "lz4"}, want: "lz4"},
+		"level range":          {args: []string{"--compression-level", "12"}, want: "level"},
+		"bad peers":            {env: map[string]string{"CONCORD_PEERS": "a=1,b"}, want: "want id=host:port"},
+		"duplicate peer":       {env: map[string]string{"CONCORD_PEERS": "a=h:1,a=h:2"}, want: "twice"},
+		"bad consistency":      {args: []string{"--default-consistency", "linear"}, want: "consistency"},
+		"value too large":      {args: []string{"--max-value-bytes", "2000000"}, want: "max value"},
+		"stray argument":       {args: []string{"extra"}, want: "unexpected"},
+		"bad log level":        {args: []string{"--log-level", "loud"}, want: "log level"},
+		"unknown flag":         {args: []string{"--nope"}, want: "not defined"},
+		"bad snapshot dur":     {env: map[string]string{"CONCORD_SNAPSHOT_INTERVAL": "soon"}, want: "CONCORD_SNAPSHOT_INTERVAL"},
+		"bad trailing logs":    {env: map[string]string{"CONCORD_TRAILING_LOGS": "many"}, want: "CONCORD_TRAILING_LOGS"},
+		"lease > heartbeat":    {args: []string{"--heartbeat-timeout", "1s", "--leader-lease-timeout", "2s"}, want: "leader lease timeout"},
+		"election < heartbeat": {args: []string{"--heartbeat-timeout", "2s", "--election-timeout", "1s"}, want: "election timeout"},
+		"tiny heartbeat":       {args: []string{"--heartbeat-timeout", "1ms"}, want: "at least 5ms"},
+		"bootstrap expect":     {env: map[string]string{"CONCORD_NODE_ID": "a", "CONCORD_PEERS": "a=h:1,b=h:2", "CONCORD_BOOTSTRAP_EXPECT": "3"}, want: "bootstrap expects 3 members but the peer list has 2"},
+		"bad expect env":       {env: map[string]string{"CONCORD_BOOTSTRAP_EXPECT": "three"}, want: "CONCORD_BOOTSTRAP_EXPECT"},
+		"join and peers":       {args: []string{"--join", "http://h:1"}, env: map[string]string{"CONCORD_PEERS": "node1=h:1"}, want: "exclude each other"},
+		"join not a URL":       {env: map[string]string{"CONCORD_JOIN": "h:1"}, want: "not an http(s) URL"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, _, err := parse(tc.args, mapEnv(tc.env), &bytes.Buffer{})
