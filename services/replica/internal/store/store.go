@@ -641,7 +641,36 @@ func (s *Store) ReadBarrier(ctx context.Context, c Consistency, minRevision uint
 	if idx == 0 {
 		return nil
 	}
-	return s.fsm.WaitApplied(ctx, idx)
+	return s.waitApplied(ctx, idx)
+}
+
+// nudgeAfter is how long a read waits for this replica's FSM before it asks
+// the leader to commit a Noop.
+const nudgeAfter = time.Second
+
+// waitApplied waits until the FSM has applied idx. A follower can sit below
+// an index its raft log already holds: hashicorp/raft applies committed
+// entries only when the commit index moves, and an InstallSnapshot of an
+// older snapshot (seen when a member is removed and re-added under the same
+// id) rewinds the FSM without a new commit to replay the rest. If the wait
+// stalls, a Noop through the leader moves the commit index and raft applies
+// the entries it holds; it changes no key.
+func (s *Store) waitApplied(ctx context.Context, idx uint64) error {
+	for {
+		wctx, cancel := context.WithTimeout(ctx, nudgeAfter)
+		err := s.fsm.WaitApplied(wctx, idx)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			if err != nil {
+				return s.fsm.WaitApplied(ctx, idx) // reports the caller's deadline
+			}
+			return nil
+		}
+		s.log.Debug("read waits for the FSM; committing a noop", "want", idx, "applied", s.fsm.Applied())
+		actx, acancel := context.WithTimeout(ctx, nudgeAfter)
+		_, _ = s.Apply(actx, &raftv1.Command{Op: &raftv1.Command_Noop{Noop: &raftv1.Noop{}}})
+		acancel()
+	}
 }
 
 func (s *Store) forwardReadIndex(ctx context.Context, linearizable bool) (uint64, error) {
