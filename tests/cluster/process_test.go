@@ -51,24 +51,33 @@ func TestKill9LeaderLosesNoAcknowledgedWrite(t *testing.T) {
 	l := leader(ctx, t, c)
 
 	acked := map[string]string{}
-	write := func(via int, n int, tag string) {
+	// write puts n keys through replica via. While the leader dies, a write
+	// the follower had already forwarded may come back DeadlineExceeded
+	// (outcome unknown: the follower does not retry it, by the documented
+	// rules); it is not acknowledged, so it is not checked. Any other error
+	// fails the test.
+	write := func(via int, n int, tag string, mayBeUnknown bool) {
 		for j := range n {
 			k, v := fmt.Sprintf("%s-%03d", tag, j), fmt.Sprintf("v-%s-%d", tag, j)
 			wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
 			_, err := kv(c, via).Put(wctx, connect.NewRequest(&concordv1.PutRequest{Key: k, Value: []byte(v)}))
 			wcancel()
+			if mayBeUnknown && connect.CodeOf(err) == connect.CodeDeadlineExceeded {
+				t.Logf("put %s via %s: %v", k, c.Replicas[via].ID, err)
+				continue
+			}
 			if err != nil {
 				t.Fatalf("put %s via %s: %v", k, c.Replicas[via].ID, err)
 			}
 			acked[k] = v
 		}
 	}
-	write((l+1)%3, 50, "before")
+	write((l+1)%3, 50, "before", false)
 	c.Kill(l)
-	write((l+1)%3, 50, "during")
+	write((l+1)%3, 50, "during", true)
 	c.Restart(l)
 	c.WaitReady(ctx, l)
-	write(l, 20, "after")
+	write(l, 20, "after", false)
 
 	for i, r := range c.Replicas {
 		for k, v := range acked {
