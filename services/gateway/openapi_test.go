@@ -72,7 +72,8 @@ func TestOpenAPI(t *testing.T) {
 			"POST /api/v1/kv/{key}/touch", "GET /api/v1/kv/{key}/ttl", "POST /api/v1/kv/bulk",
 			"POST /api/v1/kv/bulk/get", "POST /api/v1/kv/bulk/delete", "POST /api/v1/kv/bulk/touch",
 			"GET /api/v1/kv", "GET /api/v1/status", "GET /api/v1/health", "GET /health", "GET /ready",
-			"GET /api/v1/openapi.json",
+			"GET /api/v1/openapi.json", "GET /api/v1/cluster/status", "GET /api/v1/cluster/members",
+			"POST /api/v1/cluster/members", "DELETE /api/v1/cluster/members/{id}", "POST /api/v1/cluster/transfer-leadership",
 		} {
 			method, path, _ := strings.Cut(want, " ")
 			if doc.Paths.Value(path) == nil || doc.Paths.Value(path).GetOperation(method) == nil {
@@ -192,6 +193,34 @@ func TestOpenAPI(t *testing.T) {
 		{"status", base, "GET", "/api/v1/status", "", nil, 200, true},
 		{"status with an unknown parameter", base, "GET", "/api/v1/status?verbose=true", "", nil, 400, true},
 		{"status without replicas", dead, "GET", "/api/v1/status", "", nil, 503, true},
+		// clusterStatusAlias, clusterMembers
+		{"cluster status", base, "GET", "/api/v1/cluster/status", "", nil, 200, true},
+		{"cluster status with a parameter", base, "GET", "/api/v1/cluster/status?x=1", "", nil, 400, true},
+		{"cluster status without replicas", dead, "GET", "/api/v1/cluster/status", "", nil, 503, true},
+		{"members", base, "GET", "/api/v1/cluster/members", "", nil, 200, true},
+		{"members with a parameter", base, "GET", "/api/v1/cluster/members?x=1", "", nil, 400, true},
+		{"members without replicas", dead, "GET", "/api/v1/cluster/members", "", nil, 503, true},
+		// addMember: a non-voter nobody runs (it does not count for quorum)
+		{"add a non-voter", base, "POST", "/api/v1/cluster/members", `{"id": "oa-nv", "raft_address": "127.0.0.1:1", "nonvoter": true}`, jsonCT, 200, true},
+		{"add it again elsewhere", base, "POST", "/api/v1/cluster/members", `{"id": "oa-nv", "raft_address": "127.0.0.1:2", "nonvoter": true}`, jsonCT, 409, true},
+		{"add with a bad address", base, "POST", "/api/v1/cluster/members", `{"id": "oa-x", "raft_address": "nowhere"}`, jsonCT, 400, true},
+		{"add with an unknown field", base, "POST", "/api/v1/cluster/members", `{"id": "oa-x", "raft_address": "127.0.0.1:3", "voter": true}`, jsonCT, 400, false},
+		{"add over the limit", base, "POST", "/api/v1/cluster/members", padded(`{"id": "oa-x", "raft_address": "127.0.0.1:3"}`), jsonCT, 413, true},
+		{"add text", base, "POST", "/api/v1/cluster/members", `{"id": "oa-x", "raft_address": "127.0.0.1:3"}`, []string{"Content-Type", "text/plain"}, 415, false},
+		{"add without replicas", dead, "POST", "/api/v1/cluster/members", `{"id": "oa-x", "raft_address": "127.0.0.1:3"}`, jsonCT, 503, true},
+		// transferLeadership (failures), removeMember
+		{"transfer to a non-voter", base, "POST", "/api/v1/cluster/transfer-leadership", `{"id": "oa-nv"}`, jsonCT, 409, true},
+		{"transfer to a stranger", base, "POST", "/api/v1/cluster/transfer-leadership", `{"id": "oa-none"}`, jsonCT, 404, true},
+		{"transfer with a bad body", base, "POST", "/api/v1/cluster/transfer-leadership", `{"to": "x"}`, jsonCT, 400, false},
+		{"transfer over the limit", base, "POST", "/api/v1/cluster/transfer-leadership", padded(`{}`), jsonCT, 413, true},
+		{"transfer text", base, "POST", "/api/v1/cluster/transfer-leadership", `{}`, []string{"Content-Type", "text/plain"}, 415, false},
+		{"transfer without replicas", dead, "POST", "/api/v1/cluster/transfer-leadership", "", nil, 503, true},
+		{"remove a member not unreachable long", base, "DELETE", "/api/v1/cluster/members/oa-nv?if_unreachable_for=86400", "", nil, 409, true},
+		{"remove with a bad duration", base, "DELETE", "/api/v1/cluster/members/oa-nv?if_unreachable_for=-1", "", nil, 400, false},
+		{"remove a stranger", base, "DELETE", "/api/v1/cluster/members/oa-none", "", nil, 404, true},
+		{"remove", base, "DELETE", "/api/v1/cluster/members/oa-nv", "", nil, 200, true},
+		{"remove without replicas", dead, "DELETE", "/api/v1/cluster/members/oa-nv", "", nil, 503, true},
+		{"transfer", base, "POST", "/api/v1/cluster/transfer-leadership", "", nil, 200, true},
 		// probes and the document itself
 		{"api health", base, "GET", "/api/v1/health", "", nil, 200, true},
 		{"api health with a parameter", base, "GET", "/api/v1/health?x=1", "", nil, 400, true},

@@ -361,4 +361,51 @@ func TestMembershipThroughTheGateway(t *testing.T) {
 	if connect.CodeOf(err) != connect.CodeNotFound {
 		t.Errorf("RemoveMember(no-such-member) = %v, want not_found", err)
 	}
+
+	// The same over REST: the leader's view has every member's state and
+	// last contact.
+	var tr2 struct {
+		LeaderID string `json:"leader_id"`
+	}
+	do(t, http.MethodPost, base+"/api/v1/cluster/transfer-leadership", fmt.Sprintf(`{"id": %q}`, old)).ok(t, &tr2)
+	if tr2.LeaderID != old {
+		t.Errorf("REST transfer to %s: leader %q", old, tr2.LeaderID)
+	}
+	type restMember struct {
+		ID            string `json:"id"`
+		State         string `json:"state"`
+		LastContactMs *int64 `json:"last_contact_ms"`
+		UnreachableMs int64  `json:"unreachable_ms"`
+	}
+	// A new leader knows a follower's state once it has reached it: poll.
+	var problems []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var got struct {
+			Members []restMember `json:"members"`
+		}
+		do(t, http.MethodGet, base+"/api/v1/cluster/members", "").ok(t, &got)
+		problems = nil
+		if len(got.Members) != 3 {
+			problems = append(problems, fmt.Sprintf("%d members", len(got.Members)))
+		}
+		for _, m := range got.Members {
+			want := "follower"
+			if m.ID == old {
+				want = "leader"
+			}
+			if m.State != want || m.LastContactMs == nil || m.UnreachableMs != 0 {
+				problems = append(problems, fmt.Sprintf("member %s: state %q last contact %v unreachable %d ms, want %s, a last contact, 0",
+					m.ID, m.State, m.LastContactMs, m.UnreachableMs, want))
+			}
+		}
+		if len(problems) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, p := range problems {
+		t.Error("REST members:", p)
+	}
+	if r := do(t, http.MethodDelete, base+"/api/v1/cluster/members/no-such-member", ""); r.status != http.StatusNotFound {
+		t.Errorf("REST remove no-such-member: %d %s", r.status, r.body)
+	}
 }

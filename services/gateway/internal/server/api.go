@@ -126,13 +126,47 @@ type ListResult struct {
 	NextCursor string  `json:"next_cursor" doc:"pass as cursor for the next page; empty on the last page"`
 }
 
-// Member is one replica of the Raft configuration.
+// Member is one replica of the Raft configuration, as the answering replica
+// (the leader, when there is one) sees it.
 type Member struct {
-	ID          string `json:"id"`
-	RaftAddress string `json:"raft_address"`
-	APIAddress  string `json:"api_address"`
-	Voter       bool   `json:"voter"`
-	Leader      bool   `json:"leader"`
+	ID            string `json:"id"`
+	RaftAddress   string `json:"raft_address"`
+	APIAddress    string `json:"api_address" doc:"empty until the replica has registered"`
+	Voter         bool   `json:"voter" doc:"false for a non-voter (receives data, does not count for quorum)"`
+	Leader        bool   `json:"leader"`
+	State         string `json:"state" doc:"leader, follower, or unknown (the answering replica is a follower, or it leads and cannot reach the member)" enum:"leader,follower,unknown"`
+	LastContactMs *int64 `json:"last_contact_ms,omitempty" doc:"milliseconds since the answering replica last heard from the member over Raft (0 for itself); absent when unknown"`
+	UnreachableMs int64  `json:"unreachable_ms" doc:"how long the leader has been failing to reach the member; 0 while reachable"`
+}
+
+// MembersResult answers GET /api/v1/cluster/members.
+type MembersResult struct {
+	Members []Member `json:"members"`
+}
+
+// AddMemberRequest is the body of POST /api/v1/cluster/members.
+type AddMemberRequest struct {
+	ID          string `json:"id" doc:"the new replica's node id"`
+	RaftAddress string `json:"raft_address" doc:"host:port peers dial for Raft"`
+	APIAddress  string `json:"api_address,omitempty" doc:"the replica's API base URL, e.g. http://10.0.0.4:7100 (it also registers it itself)"`
+	Nonvoter    bool   `json:"nonvoter,omitempty" doc:"add as a non-voter (or keep a non-voter one); false adds or promotes to voter"`
+}
+
+// RemoveMemberResult answers DELETE /api/v1/cluster/members/{id}.
+type RemoveMemberResult struct {
+	ID      string `json:"id"`
+	Removed bool   `json:"removed"`
+}
+
+// TransferLeadershipRequest is the optional body of POST
+// /api/v1/cluster/transfer-leadership.
+type TransferLeadershipRequest struct {
+	ID string `json:"id,omitempty" doc:"the voter to hand leadership to; absent: the most up-to-date one"`
+}
+
+// TransferLeadershipResult answers POST /api/v1/cluster/transfer-leadership.
+type TransferLeadershipResult struct {
+	LeaderID string `json:"leader_id" doc:"the new leader"`
 }
 
 // StorageStats is how much a replica stores.

@@ -49,6 +49,22 @@ func decodeBody(r *http.Request, dst any) error {
 	return nil
 }
 
+// decodeOptionalBody is decodeBody for a route whose body may be left out:
+// an empty body leaves dst as it is.
+func decodeOptionalBody(r *http.Request, dst any) error {
+	if r.ContentLength == 0 {
+		return nil
+	}
+	err := decodeBody(r, dst)
+	if r.ContentLength < 0 && errors.Is(err, errEmptyBody) {
+		return nil // chunked, and empty after all
+	}
+	return err
+}
+
+// errEmptyBody is the error of a body with no JSON in it.
+var errEmptyBody = invalid("request body is empty: want a JSON object")
+
 // jsonError turns a decoding error into a message that names the problem
 // (and the field, when there is one).
 func jsonError(err error) error {
@@ -61,7 +77,7 @@ func jsonError(err error) error {
 	case errors.As(err, &tooLarge):
 		return fmt.Errorf("request body is larger than %d bytes: %w", tooLarge.Limit, httperror.ErrBodyTooLarge)
 	case errors.Is(err, io.EOF):
-		return invalid("request body is empty: want a JSON object")
+		return errEmptyBody
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return invalid("malformed JSON: unexpected end of body")
 	case errors.As(err, &syntax):

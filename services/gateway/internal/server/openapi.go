@@ -59,6 +59,15 @@ var (
 		}}
 	paramCursor = param{in: openapi3.ParameterInQuery, name: "cursor",
 		doc: "the next_cursor of the previous page; absent for the first page", schema: stringSchema}
+	paramMemberID = param{in: openapi3.ParameterInPath, name: "id",
+		doc: "the member's node id", schema: func() *openapi3.Schema {
+			return openapi3.NewStringSchema().WithMinLength(1)
+		}}
+	paramIfUnreachableFor = param{in: openapi3.ParameterInQuery, name: "if_unreachable_for",
+		doc: "seconds: remove only if the leader has failed to reach the member for at least this long (else 409); 0 or absent: unconditionally",
+		schema: func() *openapi3.Schema {
+			return openapi3.NewIntegerSchema().WithMin(0).WithMax(1<<31 - 1)
+		}}
 	paramKeysOnly = param{in: openapi3.ParameterInQuery, name: "keys_only",
 		doc: "return keys and metadata without values", schema: boolSchema}
 )
@@ -151,8 +160,8 @@ func customize(_ string, t reflect.Type, tag reflect.StructTag, s *openapi3.Sche
 // statusText describes the error statuses in the document.
 var statusText = map[int]string{
 	http.StatusBadRequest:            "invalid_argument: a bad key, value, TTL, parameter or body (the message names it), or more than 500 bulk items",
-	http.StatusNotFound:              "not_found: the key does not exist or has expired",
-	http.StatusConflict:              "conflict: if_absent or if_mod_revision did not hold; nothing was written",
+	http.StatusNotFound:              "not_found: the key does not exist or has expired (cluster routes: no such member)",
+	http.StatusConflict:              "conflict: if_absent or if_mod_revision did not hold, or a membership change's condition did not (if_unreachable_for, a transfer target that cannot lead); nothing was changed",
 	http.StatusRequestEntityTooLarge: "invalid_argument: the request body is over the gateway's limit",
 	http.StatusUnsupportedMediaType:  "invalid_argument: the body is not JSON",
 	http.StatusServiceUnavailable:    "no_leader: no leader or no replica reachable; nothing was written",
@@ -236,14 +245,14 @@ func openAPIDocument(ctx context.Context, routes []route) (*openapi3.T, []byte, 
 			if err != nil {
 				return nil, nil, fmt.Errorf("%s %s request: %w", rt.method, rt.path, err)
 			}
-			op.RequestBody = &openapi3.RequestBodyRef{Value: openapi3.NewRequestBody().WithRequired(true).WithJSONSchemaRef(ref)}
+			op.RequestBody = &openapi3.RequestBodyRef{Value: openapi3.NewRequestBody().WithRequired(!rt.optionalBody).WithJSONSchemaRef(ref)}
 		}
 		ref, err := schemaOf(rt.response)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s %s response: %w", rt.method, rt.path, err)
 		}
 		ok := openapi3.NewResponse().WithDescription("OK").WithJSONSchemaRef(ref)
-		if strings.HasPrefix(rt.path, "/api/v1/kv") || rt.path == "/api/v1/status" {
+		if strings.HasPrefix(rt.path, "/api/v1/kv") || rt.path == "/api/v1/status" || rt.path == "/api/v1/cluster/status" {
 			ok.Headers = revisionHeaders
 		}
 		op.AddResponse(http.StatusOK, ok)

@@ -216,12 +216,85 @@ func (s *Server) status(r *http.Request) (reply, error) {
 		Storage: StorageStats{Size: res.GetStorage().GetSize(), MemoryBytes: res.GetStorage().GetMemoryBytes()},
 	}
 	for _, m := range res.GetMembers() {
-		b.Members = append(b.Members, Member{
-			ID: m.GetId(), RaftAddress: m.GetRaftAddress(), APIAddress: m.GetApiAddress(),
-			Voter: m.GetSuffrage() == concordv1.Suffrage_SUFFRAGE_VOTER, Leader: m.GetLeader(),
-		})
+		b.Members = append(b.Members, toMember(m))
 	}
 	return reply{res.GetHeader(), b}, nil
+}
+
+// memberStates names MemberState values as REST shows them.
+var memberStates = map[concordv1.MemberState]string{
+	concordv1.MemberState_MEMBER_STATE_LEADER:   "leader",
+	concordv1.MemberState_MEMBER_STATE_FOLLOWER: "follower",
+}
+
+func toMember(m *concordv1.Member) Member {
+	state, ok := memberStates[m.GetState()]
+	if !ok {
+		state = "unknown"
+	}
+	return Member{
+		ID: m.GetId(), RaftAddress: m.GetRaftAddress(), APIAddress: m.GetApiAddress(),
+		Voter: m.GetSuffrage() == concordv1.Suffrage_SUFFRAGE_VOTER, Leader: m.GetLeader(),
+		State: state, LastContactMs: m.LastContactMs, UnreachableMs: m.GetUnreachableMs(),
+	}
+}
+
+// members: GET /api/v1/cluster/members.
+func (s *Server) members(r *http.Request) (reply, error) {
+	res, err := invoke(r.Context(), s, concordv1connect.ClusterServiceMembersProcedure, s.cluster.Members, &concordv1.MembersRequest{})
+	if err != nil {
+		return reply{}, err
+	}
+	out := MembersResult{Members: make([]Member, 0, len(res.GetMembers()))}
+	for _, m := range res.GetMembers() {
+		out.Members = append(out.Members, toMember(m))
+	}
+	return reply{body: out}, nil
+}
+
+// addMember: POST /api/v1/cluster/members {"id", "raft_address", "api_address", "nonvoter"}.
+func (s *Server) addMember(r *http.Request) (reply, error) {
+	var b AddMemberRequest
+	if err := decodeBody(r, &b); err != nil {
+		return reply{}, err
+	}
+	res, err := invoke(r.Context(), s, concordv1connect.ClusterServiceAddMemberProcedure, s.cluster.AddMember, &concordv1.AddMemberRequest{
+		Id: b.ID, RaftAddress: b.RaftAddress, ApiAddress: b.APIAddress, Nonvoter: b.Nonvoter,
+	})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{body: toMember(res.GetMember())}, nil
+}
+
+// removeMember: DELETE /api/v1/cluster/members/{id}?if_unreachable_for=seconds.
+func (s *Server) removeMember(r *http.Request) (reply, error) {
+	q := queryParams{r: r}
+	req := &concordv1.RemoveMemberRequest{
+		Id:                      r.PathValue(paramMemberID.name),
+		IfUnreachableForSeconds: int64(q.uint(paramIfUnreachableFor, 31)), //nolint:gosec // parsed as 31 bits
+	}
+	if q.err != nil {
+		return reply{}, q.err
+	}
+	if _, err := invoke(r.Context(), s, concordv1connect.ClusterServiceRemoveMemberProcedure, s.cluster.RemoveMember, req); err != nil {
+		return reply{}, err
+	}
+	return reply{body: RemoveMemberResult{ID: req.GetId(), Removed: true}}, nil
+}
+
+// transferLeadership: POST /api/v1/cluster/transfer-leadership {"id"} (body optional).
+func (s *Server) transferLeadership(r *http.Request) (reply, error) {
+	var b TransferLeadershipRequest
+	if err := decodeOptionalBody(r, &b); err != nil {
+		return reply{}, err
+	}
+	res, err := invoke(r.Context(), s, concordv1connect.ClusterServiceTransferLeadershipProcedure, s.cluster.TransferLeadership,
+		&concordv1.TransferLeadershipRequest{Id: b.ID})
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{body: TransferLeadershipResult{LeaderID: res.GetLeaderId()}}, nil
 }
 
 // health: GET /health and /api/v1/health: the gateway process is up.

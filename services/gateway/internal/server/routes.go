@@ -30,6 +30,7 @@ type route struct {
 	summary      string
 	params       []param
 	request      any   // the JSON body, nil for none
+	optionalBody bool  // the body may be left out
 	response     any   // the JSON answer (200)
 	errors       []int // error statuses besides 400 and 500
 	handle       restFunc
@@ -143,6 +144,45 @@ func (s *Server) restRoutes() []route {
 			response: Status{},
 			errors:   []int{http.StatusServiceUnavailable, http.StatusGatewayTimeout},
 			handle:   s.status,
+		},
+		{
+			method: "GET", path: "/api/v1/cluster/status", id: "clusterStatusAlias", tag: cluster,
+			summary:  "The same as /api/v1/status",
+			response: Status{},
+			errors:   []int{http.StatusServiceUnavailable, http.StatusGatewayTimeout},
+			handle:   s.status,
+		},
+		{
+			method: "GET", path: "/api/v1/cluster/members", id: "clusterMembers", tag: cluster,
+			summary:  "The members with their suffrage, state and last contact, as the leader sees them",
+			response: MembersResult{},
+			errors:   []int{http.StatusServiceUnavailable, http.StatusGatewayTimeout},
+			handle:   s.members,
+		},
+		{
+			method: "POST", path: "/api/v1/cluster/members", id: "addMember", tag: cluster,
+			summary:  "Add a replica as a voter or non-voter, or change a member's suffrage or address (admin)",
+			request:  AddMemberRequest{},
+			response: Member{},
+			errors:   errs(kvErrors, bodyErrors, []int{http.StatusConflict}),
+			handle:   s.addMember,
+		},
+		{
+			method: "DELETE", path: "/api/v1/cluster/members/{id}", id: "removeMember", tag: cluster,
+			summary:  "Remove a member, optionally only if it has been unreachable for a while (admin)",
+			params:   []param{paramMemberID, paramIfUnreachableFor},
+			response: RemoveMemberResult{},
+			errors:   errs(kvErrors, []int{http.StatusNotFound, http.StatusConflict}),
+			handle:   s.removeMember,
+		},
+		{
+			method: "POST", path: "/api/v1/cluster/transfer-leadership", id: "transferLeadership", tag: cluster,
+			summary:      "Hand leadership to another voter (admin)",
+			request:      TransferLeadershipRequest{},
+			optionalBody: true,
+			response:     TransferLeadershipResult{},
+			errors:       errs(kvErrors, bodyErrors, []int{http.StatusNotFound, http.StatusConflict}),
+			handle:       s.transferLeadership,
 		},
 		{
 			method: "GET", path: "/api/v1/health", id: "apiHealth", tag: probes,
