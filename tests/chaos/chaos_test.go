@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -76,6 +78,23 @@ func readSettings(t *testing.T) settings {
 	return s
 }
 
+// failpointBinary returns the replica built with -tags failpoints (and
+// -race): CHAOS_FAILPOINT_BIN, or a build from this source tree.
+func failpointBinary(t *testing.T) string {
+	t.Helper()
+	if bin := os.Getenv("CHAOS_FAILPOINT_BIN"); bin != "" {
+		return bin
+	}
+	_, file, _, _ := runtime.Caller(0)
+	bin := filepath.Join(t.TempDir(), "replica-failpoints")
+	cmd := exec.Command("go", "build", "-race", "-tags", "failpoints", "-o", bin, "./cmd/replica")
+	cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..", "services", "replica")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build the failpoint replica in %s: %v\n%s", cmd.Dir, err, out)
+	}
+	return bin
+}
+
 // Summary is the suite's last line.
 type Summary struct {
 	Scenarios       int    `json:"scenarios"`
@@ -100,13 +119,20 @@ func TestChaos(t *testing.T) {
 	if len(scenarios) == 0 {
 		t.Fatalf("CHAOS_SCENARIO=%q matches no scenario", s.filter)
 	}
+	var fpBin string
+	for _, sc := range scenarios {
+		if sc.Failpoints {
+			fpBin = failpointBinary(t)
+			break
+		}
+	}
 	sum := Summary{Scenarios: len(scenarios), Seed: s.seed}
 	for r := range s.runs {
 		seed := s.seed + uint64(r)
 		for _, sc := range scenarios {
 			t.Run(sc.Name, func(t *testing.T) {
 				res := chaos.Run(t.Context(), sc, chaos.RunConfig{
-					Bin: bin, Seed: seed, Duration: s.duration, Dir: t.TempDir(), OutDir: s.out,
+					Bin: bin, FailpointBin: fpBin, Seed: seed, Duration: s.duration, Dir: t.TempDir(), OutDir: s.out,
 					CheckTimeout: 2 * time.Minute, Logf: t.Logf,
 				})
 				fmt.Println(res.Line())

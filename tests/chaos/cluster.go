@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -31,6 +32,9 @@ type Node struct {
 	ProxyAddr string // host:port of the proxy in front of RaftAddr: what peers dial
 	DataDir   string
 	LogPath   string
+	// FailpointAddr is the failpoint control endpoint (failpoints.go);
+	// empty unless the cluster runs the failpoint build.
+	FailpointAddr string
 
 	kv      concordv1connect.KVServiceClient
 	cluster concordv1connect.ClusterServiceClient
@@ -41,6 +45,12 @@ type Node struct {
 	paused   bool
 	expected bool // the current process is meant to exit (we killed it)
 	crashes  []string
+	// faultExits are exits caused by an injected fault (failpoints.go).
+	faultExits []string
+	// rejoin: the node was removed and came back with an empty data
+	// directory, so it starts with --join, never with --peers (which would
+	// bootstrap a new cluster from an empty directory).
+	rejoin bool
 }
 
 // URL is the node's API base URL.
@@ -68,10 +78,11 @@ type Cluster struct {
 	Nodes []*Node
 	Net   *Network
 
-	bin   string
-	extra []string
-	http  *http.Client
-	logf  func(format string, args ...any)
+	bin        string
+	extra      []string
+	failpoints bool
+	http       *http.Client
+	logf       func(format string, args ...any)
 }
 
 // ClusterConfig describes a cluster to start.
@@ -82,13 +93,16 @@ type ClusterConfig struct {
 	Dir   string   // data and logs
 	Seed  uint64
 	Logf  func(format string, args ...any)
+	// Failpoints: Bin is a failpoint build (-tags failpoints) and every
+	// node gets a failpoint control endpoint.
+	Failpoints bool
 }
 
 // StartCluster starts the proxies and replicas and waits until every
 // replica is ready. Close stops everything.
 func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 	block := 2 * (1 + rand.IntN(120)) // 127.0.block.x nodes, 127.0.block+1.x proxies
-	c := &Cluster{bin: cfg.Bin, extra: cfg.Args, logf: cfg.Logf, http: newHTTPClient()}
+	c := &Cluster{bin: cfg.Bin, extra: cfg.Args, failpoints: cfg.Failpoints, logf: cfg.Logf, http: newHTTPClient()}
 	if c.logf == nil {
 		c.logf = func(string, ...any) {}
 	}
@@ -112,6 +126,12 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 		if n.RaftAddr, err = freeAddr(ips[i]); err != nil {
 			c.Close()
 			return nil, err
+		}
+		if cfg.Failpoints {
+			if n.FailpointAddr, err = freeAddr(ips[i]); err != nil {
+				c.Close()
+				return nil, err
+			}
 		}
 		proxyIP := netip.AddrFrom4([4]byte{127, 0, byte(block + 1), byte(11 + i)})
 		addr, err := c.Net.Listen(i, netip.AddrPortFrom(proxyIP, 0).String(), n.RaftAddr)
@@ -173,13 +193,20 @@ func (c *Cluster) start(n *Node, peers string) error {
 		return err
 	}
 	_, _ = fmt.Fprintf(logf, "=== chaos: start %s at %s\n", n.ID, time.Now().Format(time.RFC3339Nano))
-	args := append([]string{
+	from, _ := logf.Seek(0, io.SeekEnd)
+	members := []string{"--peers", peers}
+	if n.rejoin {
+		members = []string{"--join", strings.Join(c.othersURLs(n), ",")}
+	}
+	args := append(append([]string{
 		"--node-id", n.ID, "--api-addr", n.APIAddr, "--raft-addr", n.RaftAddr,
-		"--raft-advertise", n.ProxyAddr, "--peers", peers, "--data-dir", n.DataDir,
-		"--log-level", "info",
-	}, c.extra...)
+		"--raft-advertise", n.ProxyAddr, "--data-dir", n.DataDir, "--log-level", "info",
+	}, members...), c.extra...)
 	cmd := exec.Command(c.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if n.FailpointAddr != "" {
+		cmd.Env = append(os.Environ(), "CONCORD_FAILPOINT_ADDR="+n.FailpointAddr)
+	}
 	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
 		_ = logf.Close()
@@ -190,8 +217,13 @@ func (c *Cluster) start(n *Node, peers string) error {
 	go func() {
 		err := cmd.Wait()
 		_ = logf.Close()
+		fault := !n.expected && injectedExit(n.LogPath, from)
 		n.mu.Lock()
-		if !n.expected {
+		switch {
+		case n.expected:
+		case fault:
+			n.faultExits = append(n.faultExits, fmt.Sprintf("%s exited because of an injected fault: %v", n.ID, err))
+		default:
 			n.crashes = append(n.crashes, fmt.Sprintf("%s exited on its own: %v", n.ID, err))
 		}
 		if n.cmd == cmd {
@@ -201,6 +233,42 @@ func (c *Cluster) start(n *Node, peers string) error {
 		close(exited)
 	}()
 	return nil
+}
+
+// othersURLs lists the API URLs of every node but n.
+func (c *Cluster) othersURLs(n *Node) []string {
+	var out []string
+	for _, o := range c.Nodes {
+		if o != n {
+			out = append(out, o.URL())
+		}
+	}
+	return out
+}
+
+// injectedExit reports whether the output a process wrote to logPath from
+// offset on shows that it died of an injected fault: a panic whose message
+// names a failpoint (an injected panic, or raft panicking on an injected
+// disk error).
+func injectedExit(logPath string, from int64) bool {
+	f, err := os.Open(logPath)
+	if err != nil {
+		return false
+	}
+	defer func() { _ = f.Close() }()
+	if _, err := f.Seek(from, io.SeekStart); err != nil {
+		return false
+	}
+	out, err := io.ReadAll(f)
+	if err != nil {
+		return false
+	}
+	for line := range strings.Lines(string(out)) {
+		if strings.HasPrefix(line, "panic: ") && strings.Contains(line, "failpoint: injected") {
+			return true
+		}
+	}
+	return false
 }
 
 // Restart starts node n again on its addresses and data directory.
@@ -239,6 +307,18 @@ func (c *Cluster) Resume(n *Node) {
 		_ = n.cmd.Process.Signal(syscall.SIGCONT)
 		n.paused = false
 	}
+}
+
+// FaultExits lists the processes that died of an injected fault: expected
+// in the disk-fault scenarios, and not violations.
+func (c *Cluster) FaultExits() []string {
+	var out []string
+	for _, n := range c.Nodes {
+		n.mu.Lock()
+		out = append(out, n.faultExits...)
+		n.mu.Unlock()
+	}
+	return out
 }
 
 // Crashes lists the processes that exited without being killed.

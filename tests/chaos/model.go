@@ -53,6 +53,9 @@ type Input struct {
 	Value    string `json:"value,omitempty"`
 	ExpValue string `json:"exp_value,omitempty"`
 	ExpRev   uint64 `json:"exp_rev,omitempty"`
+	// TTL (seconds) of a put, long enough that the key cannot expire
+	// during the run: the model treats it as a put without one.
+	TTL int64 `json:"ttl,omitempty"`
 }
 
 // Status is how an operation ended.

@@ -28,6 +28,13 @@ type Scenario struct {
 	// Bug names the bug this scenario is the regression test of, if any
 	// (see README.md, "Bugs found").
 	Bug string
+	// Failpoints runs the failpoint build of the replica (RunConfig.FailpointBin),
+	// for the disk-fault and clock-jump nemeses.
+	Failpoints bool
+	// TTL puts this TTL on half of the register puts and on every set add
+	// (Workload.TTL), and checks every acknowledged set element's expiry
+	// (CheckExpiry).
+	TTL time.Duration
 }
 
 // Default fault spells: a fault is held 1–4 s after 0.5–2.5 s of quiet.
@@ -50,6 +57,10 @@ func rapidSpells(inject Inject) Nemesis {
 		HoldMin: 300 * time.Millisecond, HoldMax: time.Second}
 }
 
+// tinySnapshots makes replicas snapshot every 64 entries, so snapshots are
+// written (and restored on restart) many times per run.
+var tinySnapshots = []string{"--snapshot-threshold", "64", "--snapshot-interval", "500ms"}
+
 // Scenarios is every scenario, in the order the suite runs them.
 func Scenarios() []Scenario {
 	return []Scenario{
@@ -64,10 +75,12 @@ func Scenarios() []Scenario {
 		{Name: "partition-halves", Nodes: 5, Nemesis: spells(PartitionHalves)},
 		{Name: "partition-bridge", Nodes: 5, Nemesis: spells(PartitionBridge)},
 		{Name: "flaky-links", Nodes: 3, Nemesis: spells(FlakyLinks)},
-		{
-			Name: "snapshot-restart", Nodes: 3, Nemesis: slowSpells(KillRandom),
-			Args: []string{"--snapshot-threshold", "64", "--snapshot-interval", "500ms"},
-		},
+		{Name: "disk-error", Nodes: 3, Nemesis: spells(DiskError), Failpoints: true, Args: tinySnapshots},
+		{Name: "disk-slow", Nodes: 3, Nemesis: spells(DiskSlow), Failpoints: true, Args: tinySnapshots},
+		{Name: "disk-panic", Nodes: 3, Nemesis: spells(DiskPanic), Failpoints: true, Args: tinySnapshots},
+		{Name: "clock-jump", Nodes: 3, Nemesis: spells(ClockJump), Failpoints: true, TTL: 2 * MaxClockJump},
+		{Name: "membership", Nodes: 3, Nemesis: slowSpells(ReplaceFollower)},
+		{Name: "snapshot-restart", Nodes: 3, Nemesis: slowSpells(KillRandom), Args: tinySnapshots},
 		{
 			Name: "mixed", Nodes: 5, Nemesis: spells(Mixed),
 			Args: []string{"--snapshot-threshold", "128", "--snapshot-interval", "1s"},
@@ -82,12 +95,15 @@ func Scenarios() []Scenario {
 
 // RunConfig is how to run one scenario.
 type RunConfig struct {
-	Bin      string        // replica binary
-	Seed     uint64        // this run's seed
-	Duration time.Duration // of the load
-	Dir      string        // scratch space: data and logs
-	OutDir   string        // where a failing run leaves its evidence
-	Logf     func(format string, args ...any)
+	Bin string // replica binary
+	// FailpointBin is the replica built with -tags failpoints, for the
+	// scenarios that set Failpoints.
+	FailpointBin string
+	Seed         uint64        // this run's seed
+	Duration     time.Duration // of the load
+	Dir          string        // scratch space: data and logs
+	OutDir       string        // where a failing run leaves its evidence
+	Logf         func(format string, args ...any)
 	// CheckTimeout bounds the linearizability check of one key.
 	CheckTimeout time.Duration
 }
@@ -103,7 +119,9 @@ type Result struct {
 	SetMaybe int
 	Faults   int
 	Terms    int // terms seen with a leader
-	Elapsed  time.Duration
+	// FaultExits counts replicas that died of an injected fault (expected).
+	FaultExits int
+	Elapsed    time.Duration
 
 	// Violations are broken guarantees: non-linearizable keys, two leaders
 	// in a term, diverging replicas, phantom or duplicated writes, crashed
@@ -145,6 +163,9 @@ func (r *Result) Line() string {
 	}
 	s := fmt.Sprintf("chaos %-24s seed=%-20d nodes=%d ops=%d maybe=%d set=%d+%d? faults=%d terms=%d %5.1fs %s",
 		r.Scenario, r.Seed, r.Nodes, r.Ops, r.Unknown, r.SetAcked, r.SetMaybe, r.Faults, r.Terms, r.Elapsed.Seconds(), verdict)
+	if r.FaultExits > 0 {
+		s += fmt.Sprintf(" injected-exits=%d", r.FaultExits)
+	}
 	if r.Artifacts != "" {
 		s += " evidence=" + r.Artifacts
 	}
@@ -174,8 +195,17 @@ func Run(ctx context.Context, sc Scenario, cfg RunConfig) *Result {
 		}
 	}
 
+	bin := cfg.Bin
+	if sc.Failpoints {
+		if bin = cfg.FailpointBin; bin == "" {
+			fail("scenario %s needs the failpoint build of the replica (RunConfig.FailpointBin)", sc.Name)
+			return res
+		}
+	}
 	sctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	c, err := StartCluster(sctx, ClusterConfig{Bin: cfg.Bin, Nodes: sc.Nodes, Args: sc.Args, Dir: cfg.Dir, Seed: seed, Logf: logf})
+	c, err := StartCluster(sctx, ClusterConfig{
+		Bin: bin, Nodes: sc.Nodes, Args: sc.Args, Dir: cfg.Dir, Seed: seed, Logf: logf, Failpoints: sc.Failpoints,
+	})
 	cancel()
 	if err != nil {
 		fail("start cluster: %v", err)
@@ -190,7 +220,7 @@ func Run(ctx context.Context, sc Scenario, cfg RunConfig) *Result {
 	tl := &Timeline{}
 	w := Workload{
 		Keys: 5, Clients: 10, SetClients: 4, AnyReplica: 3, OpTimeout: 2 * time.Second, MaxThink: 10 * time.Millisecond,
-		KeyPrefix: "reg/", SetPrefix: "set/", Seed: seed, AllEndpoints: c.URLs(),
+		KeyPrefix: "reg/", SetPrefix: "set/", Seed: seed, AllEndpoints: c.URLs(), TTL: sc.TTL,
 		EndpointsOf: func(_ int, rng *rand.Rand) []string {
 			urls := c.URLs()
 			rng.Shuffle(len(urls), func(i, j int) { urls[i], urls[j] = urls[j], urls[i] })
@@ -250,6 +280,13 @@ func Run(ctx context.Context, sc Scenario, cfg RunConfig) *Result {
 					k, a.Client, time.Duration(a.Call), time.Duration(a.Return), a.Err))
 			}
 		}
+		if sc.TTL > 0 {
+			bad, err := CheckExpiry(fctx, reader, set, w.SetPrefix, clock, sc.TTL, MaxClockJump)
+			if err != nil {
+				fail("%v", err)
+			}
+			res.Violations = append(res.Violations, bad...)
+		}
 	}
 	set.mu.Lock()
 	res.SetAcked, res.SetMaybe = len(set.Acked), len(set.Unknown)
@@ -265,6 +302,10 @@ func Run(ctx context.Context, sc Scenario, cfg RunConfig) *Result {
 	res.Terms = mon.Terms()
 	res.Violations = append(res.Violations, mon.Violations()...)
 	res.Violations = append(res.Violations, c.Crashes()...)
+	for _, e := range c.FaultExits() {
+		res.FaultExits++
+		logf("%s", e)
+	}
 	res.Violations = append(res.Violations, findings.List()...)
 
 	ops := hist.Ops()

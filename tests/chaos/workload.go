@@ -61,6 +61,10 @@ type Workload struct {
 	// replica.
 	EndpointsOf  func(client int, rng *rand.Rand) []string
 	AllEndpoints []string
+	// TTL, if not 0, goes on half of the register puts and on every set
+	// add. It must outlast the run (and any clock jump) by far: the model
+	// has no expiry, so a key that expires is a violation or a lost write.
+	TTL time.Duration
 }
 
 // RegisterKey names register key i.
@@ -246,6 +250,14 @@ func (c *client) value() string {
 	return fmt.Sprintf("c%d-%d", c.id, c.seq)
 }
 
+// ttl picks the TTL of a put: w.TTL half of the time.
+func (c *client) ttl(w Workload) int64 {
+	if w.TTL == 0 || c.rng.IntN(2) == 0 {
+		return 0
+	}
+	return int64(w.TTL / time.Second)
+}
+
 func (c *client) registerOp(ctx context.Context, w Workload, clock Clock, hist *History) {
 	key := w.RegisterKey(c.rng.IntN(w.Keys))
 	in := Input{Key: key}
@@ -256,8 +268,9 @@ func (c *client) registerOp(ctx context.Context, w Workload, clock Clock, hist *
 		in.Op = OpGet
 	case p < 60:
 		in.Op, in.Value = OpPut, c.value()
+		in.TTL = c.ttl(w)
 	case p < 82:
-		in.Value = c.value()
+		in.Value, in.TTL = c.value(), c.ttl(w)
 		if haveSeen && seen.found {
 			in.Op, in.ExpValue, in.ExpRev = OpCAS, seen.value, seen.rev
 		} else {
@@ -317,6 +330,9 @@ func (c *client) do(ctx context.Context, in Input) (out Output, record bool) {
 			opts = append(opts, concord.IfModRevision(in.ExpRev))
 		case OpPutAbsent:
 			opts = append(opts, concord.IfAbsent())
+		}
+		if in.TTL > 0 {
+			opts = append(opts, concord.WithTTL(time.Duration(in.TTL)*time.Second))
 		}
 		var res concord.WriteResult
 		res, err = c.c.Put(ctx, in.Key, []byte(in.Value), opts...)
@@ -404,7 +420,11 @@ func (c *client) setOp(ctx context.Context, w Workload, clock Clock, set *SetRes
 	octx, cancel := opContext(ctx, w)
 	defer cancel()
 	a := SetAdd{Key: key, Client: c.id, Call: clock.Now()}
-	res, err := c.c.Put(octx, key, []byte("1"), concord.IfAbsent())
+	opts := []concord.OpOption{concord.IfAbsent()}
+	if w.TTL > 0 {
+		opts = append(opts, concord.WithTTL(w.TTL))
+	}
+	res, err := c.c.Put(octx, key, []byte("1"), opts...)
 	a.Return = clock.Now()
 	if err != nil {
 		a.Err = err.Error()

@@ -17,6 +17,10 @@ const (
 	MetricsPath = "/metrics"
 )
 
+// compressMinBytes is the smallest Connect response the gateway compresses
+// (when the client accepts it).
+const compressMinBytes = 64 << 10
+
 // route is one REST operation. Its request and response are Go types (zero
 // values here) from which the OpenAPI document is generated, with the query
 // and header parameters it reads and the error statuses it answers with
@@ -215,9 +219,12 @@ func (s *Server) restRoutes() []route {
 // literal bulk routes win over {key}/touch.
 func (s *Server) routes(mux *http.ServeMux) {
 	// Connect, gRPC and gRPC-web: /concord.v1.KVService/*, /concord.v1.ClusterService/*.
+	// Responses are compressed only when large: gzip of small messages costs
+	// CPU on every call and saves nothing on a LAN.
 	opts := []connect.HandlerOption{
 		connect.WithInterceptors(s.interceptors...),
 		connect.WithReadMaxBytes(int(s.maxBody)),
+		connect.WithCompressMinBytes(compressMinBytes),
 	}
 	mux.Handle(concordv1connect.NewKVServiceHandler(s.kv, opts...))
 	mux.Handle(concordv1connect.NewClusterServiceHandler(s.cluster, opts...))

@@ -141,6 +141,8 @@ func Open(cfg Config) (*Store, error) {
 		_ = bolt.Close()
 		return nil, fmt.Errorf("open snapshot store: %w", err)
 	}
+	// Fault injection, only in a build with -tags failpoints (failpoint.go).
+	logStore, stable, snapStore := failpoints(&cfg, logs, bolt, snaps)
 	var adv net.Addr
 	if cfg.RaftAdvertise != "" {
 		if adv, err = net.ResolveTCPAddr("tcp", cfg.RaftAdvertise); err != nil {
@@ -183,7 +185,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 
 	fsm := NewFSM()
-	has, err := raft.HasExistingState(logs, bolt, snaps)
+	has, err := raft.HasExistingState(logStore, stable, snapStore)
 	if err != nil {
 		_ = trans.Close()
 		_ = bolt.Close()
@@ -198,14 +200,14 @@ func Open(cfg Config) (*Store, error) {
 			if len(servers) == 0 {
 				servers = []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: trans.LocalAddr()}}
 			}
-			if err := raft.BootstrapCluster(rc, logs, bolt, snaps, trans, raft.Configuration{Servers: servers}); err != nil {
+			if err := raft.BootstrapCluster(rc, logStore, stable, snapStore, trans, raft.Configuration{Servers: servers}); err != nil {
 				_ = trans.Close()
 				_ = bolt.Close()
 				return nil, fmt.Errorf("bootstrap: %w", err)
 			}
 		}
 	}
-	r, err := raft.NewRaft(rc, fsm, logs, bolt, snaps, trans)
+	r, err := raft.NewRaft(rc, fsm, logStore, stable, snapStore, trans)
 	if err != nil {
 		_ = trans.Close()
 		_ = bolt.Close()
