@@ -25,6 +25,7 @@ import (
 	"connectrpc.com/validate"
 	concordv1 "github.com/concord-kv/concord/proto/gen/go/concord/v1"
 	concord "github.com/concord-kv/concord/sdk/go"
+	"github.com/concord-kv/concord/sdk/go/consul"
 	"github.com/concord-kv/concord/services/gateway/internal/backend"
 	"github.com/concord-kv/concord/services/gateway/internal/server"
 )
@@ -54,8 +55,14 @@ type Config struct {
 	// Listener is served if set; otherwise Addr (host:port) is listened on.
 	Listener net.Listener
 	Addr     string
-	// Replicas are the replicas' API base URLs (http://host:port). Required.
+	// Replicas are the replicas' API base URLs (http://host:port). Required
+	// unless ConsulAddr is set.
 	Replicas []string
+	// ConsulAddr, instead of Replicas, is a Consul agent's HTTP API
+	// (host:port or http(s)://host:port): the gateway follows the passing
+	// instances of ConsulService (default concord-replica) registered there,
+	// with ConsulToken (optional) as the ACL token.
+	ConsulAddr, ConsulService, ConsulToken string
 	// DefaultConsistency for reads that do not ask: eventual, leader or
 	// strong (default leader).
 	DefaultConsistency string
@@ -91,8 +98,11 @@ func (c *Config) Validate() error {
 	if c.Listener == nil && c.Addr == "" {
 		return errors.New("gateway: an address or a listener is required")
 	}
-	if len(c.Replicas) == 0 {
-		return errors.New("gateway: at least one replica URL is required")
+	if c.ConsulAddr != "" && len(c.Replicas) > 0 {
+		return errors.New("gateway: replica URLs and a Consul address exclude each other: give one or the other")
+	}
+	if len(c.Replicas) == 0 && c.ConsulAddr == "" {
+		return errors.New("gateway: at least one replica URL (or a Consul address) is required")
 	}
 	for _, r := range c.Replicas {
 		if u, err := url.Parse(r); err != nil || u.Host == "" || u.Scheme != "http" && u.Scheme != "https" {
@@ -128,9 +138,19 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	be, err := backend.New(cfg.Replicas, backend.Options{
+	bopts := backend.Options{
 		DefaultConsistency: sdkLevel(cfg.DefaultConsistency), Timeout: cfg.RequestTimeout, Logger: cfg.Logger,
-	})
+	}
+	if cfg.ConsulAddr != "" {
+		w, err := consul.NewWatcher(consul.Config{
+			Address: cfg.ConsulAddr, Service: cfg.ConsulService, Token: cfg.ConsulToken, Logger: cfg.Logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+		bopts.Seeds, bopts.Follow = w.Endpoints, func(ctx context.Context, c *concord.Client) { _ = w.Follow(ctx, c) }
+	}
+	be, err := backend.New(cfg.Replicas, bopts)
 	if err != nil {
 		return nil, err
 	}

@@ -768,6 +768,8 @@ func TestConfigValidate(t *testing.T) {
 		{"replica not http", gateway.Config{Addr: ":0", Replicas: []string{"ftp://r:7001"}}, false},
 		{"bad consistency", gateway.Config{Addr: ":0", Replicas: []string{"http://r"}, DefaultConsistency: "sometimes"}, false},
 		{"negative body limit", gateway.Config{Addr: ":0", Replicas: []string{"http://r"}, MaxBodyBytes: -1}, false},
+		{"consul instead of replicas", gateway.Config{Addr: ":0", ConsulAddr: "127.0.0.1:8500"}, true},
+		{"consul and replicas", gateway.Config{Addr: ":0", Replicas: []string{"http://r"}, ConsulAddr: "127.0.0.1:8500"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -18,11 +18,11 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"connectrpc.com/validate"
 	"github.com/concord-kv/concord/proto/gen/go/concord/raft/v1/raftv1connect"
 	concordv1 "github.com/concord-kv/concord/proto/gen/go/concord/v1"
 	"github.com/concord-kv/concord/proto/gen/go/concord/v1/concordv1connect"
 	"github.com/concord-kv/concord/services/replica/internal/compress"
+	"github.com/concord-kv/concord/services/replica/internal/discovery"
 	"github.com/concord-kv/concord/services/replica/internal/server"
 	"github.com/concord-kv/concord/services/replica/internal/store"
 	"github.com/hashicorp/raft"
@@ -73,6 +73,18 @@ type Config struct {
 	// eventual reads but does not vote or count toward the quorum.
 	Nonvoter bool
 
+	// ConsulAddr, if set, is a Consul agent's HTTP API (host:port or
+	// http(s)://host:port): the replica registers there and bootstraps
+	// (with BootstrapExpect replicas) or joins its cluster from the replicas
+	// registered with it, instead of Peers or Join. Close deregisters it.
+	ConsulAddr string
+	// ConsulService is the service name (default concord-replica).
+	ConsulService string
+	// ConsulToken is the Consul ACL token (optional).
+	ConsulToken string
+	// ConsulCheckInterval is how often Consul probes /health (default 10s).
+	ConsulCheckInterval time.Duration
+
 	// Compression of stored values.
 	CompressionEnabled   bool
 	CompressionAlgorithm string // zlib (default), gzip, zstd, none
@@ -99,6 +111,10 @@ type Config struct {
 	Logger        *slog.Logger
 	RaftLogOutput io.Writer
 	RaftLogLevel  string
+
+	// PprofAddr, if set, serves net/http/pprof on this address, apart from
+	// the API (for profiling; off by default).
+	PprofAddr string
 }
 
 // MaxValueLimit is the largest value the API accepts.
@@ -194,13 +210,16 @@ func (c *Config) timings() (hb, election, lease time.Duration) {
 }
 
 func (c *Config) validateMembership() error {
+	if c.ConsulAddr != "" && (len(c.Join) > 0 || len(c.Peers) > 0) {
+		return errors.New("consul-addr excludes peers and join: with Consul the replicas find each other, bootstrap and join through it")
+	}
 	if len(c.Join) > 0 && len(c.Peers) > 0 {
 		return errors.New("join and peers exclude each other: peers bootstrap a new cluster, join enters a running one")
 	}
 	if c.BootstrapExpect < 0 {
 		return fmt.Errorf("bootstrap expect %d must not be negative", c.BootstrapExpect)
 	}
-	if c.BootstrapExpect > 0 && len(c.Join) == 0 && len(c.Peers) != c.BootstrapExpect {
+	if c.BootstrapExpect > 0 && len(c.Join) == 0 && c.ConsulAddr == "" && len(c.Peers) != c.BootstrapExpect {
 		ids := make([]string, len(c.Peers))
 		for i, p := range c.Peers {
 			ids[i] = p.ID
@@ -228,6 +247,10 @@ func (c *Config) compression() (compress.Config, error) {
 	return cc, cc.Validate()
 }
 
+// compressMinBytes is the smallest response the API compresses (when the
+// client accepts it).
+const compressMinBytes = 64 << 10
+
 // Node is a running replica.
 type Node struct {
 	store  *store.Store
@@ -237,6 +260,10 @@ type Node struct {
 
 	stopJoin func()        // cancels the join loop
 	joined   chan struct{} // closed once the join loop has nothing (more) to do
+
+	consul         *discovery.Agent // nil without Consul
+	stopDiscovery  func()           // cancels the discovery loop
+	discoveryEnded chan struct{}    // closed when the discovery loop returned
 }
 
 // Start opens the store, joins or bootstraps raft and serves the API. It
@@ -280,7 +307,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	hb, election, lease := cfg.timings()
 	st, err := store.Open(store.Config{
 		NodeID: cfg.NodeID, DataDir: cfg.DataDir, RaftListener: raftLn, RaftAdvertise: cfg.RaftAdvertise,
-		APIAddress: apiURL, Bootstrap: cfg.Bootstrap && len(cfg.Join) == 0, Peers: initial, HTTPClient: peers,
+		APIAddress: apiURL, Bootstrap: cfg.Bootstrap && len(cfg.Join) == 0 && cfg.ConsulAddr == "", Peers: initial, HTTPClient: peers,
 		Now: cfg.Now, Logger: cfg.Logger, RaftLogOutput: cfg.RaftLogOutput, RaftLogLevel: cfg.RaftLogLevel,
 		SnapshotThreshold: cfg.SnapshotThreshold, SnapshotInterval: cfg.SnapshotInterval, TrailingLogs: cfg.TrailingLogs,
 		HeartbeatTimeout: hb, ElectionTimeout: election,
@@ -292,7 +319,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 
-	opts := connect.WithInterceptors(validate.NewInterceptor())
+	// Responses are compressed only when large: gzip of small messages
+	// cost a fifth of a leader's CPU under load and saves nothing on a LAN.
+	opts := connect.WithHandlerOptions(connect.WithInterceptors(server.NewValidator()), connect.WithCompressMinBytes(compressMinBytes))
 	mux := http.NewServeMux()
 	mux.Handle(concordv1connect.NewKVServiceHandler(&server.KV{
 		Store: st, Compressor: comp, MaxValueBytes: cfg.MaxValueBytes, DefaultConsistency: cons,
@@ -328,7 +357,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}
-	n := &Node{store: st, srv: srv, apiURL: apiURL, served: make(chan error, 1), stopJoin: func() {}, joined: make(chan struct{})}
+	n := &Node{store: st, srv: srv, apiURL: apiURL, served: make(chan error, 1), stopJoin: func() {}, joined: make(chan struct{}),
+		stopDiscovery: func() {}, discoveryEnded: make(chan struct{})}
 	go func() { n.served <- srv.Serve(apiLn) }()
 	if len(cfg.Join) > 0 {
 		jctx, cancel := context.WithCancel(ctx)
@@ -339,6 +369,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}()
 	} else {
 		close(n.joined)
+	}
+	if cfg.ConsulAddr != "" {
+		if err := n.startDiscovery(ctx, cfg, peers); err != nil {
+			_ = n.Close()
+			return nil, err
+		}
+	} else {
+		close(n.discoveryEnded)
 	}
 	return n, nil
 }
@@ -436,6 +474,9 @@ func (n *Node) SetPartitioned(cut bool) { n.store.SetPartitioned(cut) }
 
 // Close stops serving and shuts raft down. Acknowledged writes are on disk.
 func (n *Node) Close() error {
+	n.stopDiscovery()
+	<-n.discoveryEnded
+	n.deregister()
 	n.stopJoin()
 	<-n.joined
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

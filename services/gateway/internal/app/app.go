@@ -51,7 +51,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fs.PrintDefaults()
 	}
 	addr := fs.String("addr", env("CONCORD_GATEWAY_ADDR", ":4000"), "listen address host:port (env CONCORD_GATEWAY_ADDR)")
-	replicas := fs.String("replicas", env("CONCORD_REPLICAS", ""), "comma-separated replica API URLs, e.g. http://r1:7001,http://r2:7001 (env CONCORD_REPLICAS, required)")
+	replicas := fs.String("replicas", env("CONCORD_REPLICAS", ""), "comma-separated replica API URLs, e.g. http://r1:7001,http://r2:7001 (env CONCORD_REPLICAS, required unless -consul-addr is set)")
+	consulAddr := fs.String("consul-addr", env("CONCORD_CONSUL_ADDR", ""), "Consul agent HTTP API (host:port or http(s)://host:port): follow the passing replicas registered there instead of -replicas (env CONCORD_CONSUL_ADDR)")
+	consulService := fs.String("consul-service", env("CONCORD_CONSUL_SERVICE", "concord-replica"), "Consul service name of the replicas (env CONCORD_CONSUL_SERVICE)")
+	consulToken := fs.String("consul-token", env("CONCORD_CONSUL_TOKEN", ""), "Consul ACL token, optional (env CONCORD_CONSUL_TOKEN)")
 	consistency := fs.String("default-consistency", env("CONCORD_DEFAULT_CONSISTENCY", "leader"), "read consistency when a request names none: eventual, leader or strong (env CONCORD_DEFAULT_CONSISTENCY)")
 	cors := fs.String("cors-origins", env("CONCORD_CORS_ORIGINS", ""), "comma-separated origins browsers may call from, * for any; empty disables CORS (env CONCORD_CORS_ORIGINS)")
 	maxBody := fs.String("max-body-bytes", env("CONCORD_MAX_BODY_BYTES", strconv.Itoa(gateway.DefaultMaxBodyBytes)), "request body limit in bytes (env CONCORD_MAX_BODY_BYTES)")
@@ -78,6 +81,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	cfg := gateway.Config{
 		Addr:               *addr,
 		Replicas:           splitList(*replicas),
+		ConsulAddr:         *consulAddr,
+		ConsulService:      *consulService,
+		ConsulToken:        *consulToken,
 		DefaultConsistency: *consistency,
 		MaxBodyBytes:       body,
 		CORSOrigins:        splitList(*cors),
@@ -88,8 +94,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	_, _ = fmt.Fprintf(stdout, "gateway: serving %s (REST %s/api/v1, replicas %s)\n",
-		srv.Addr(), srv.Addr(), strings.Join(cfg.Replicas, ","))
+	from := strings.Join(cfg.Replicas, ",")
+	if cfg.ConsulAddr != "" {
+		from = "from consul " + cfg.ConsulAddr
+	}
+	_, _ = fmt.Fprintf(stdout, "gateway: serving %s (REST %s/api/v1, replicas %s)\n", srv.Addr(), srv.Addr(), from)
 	<-ctx.Done()
 	return srv.Close()
 }

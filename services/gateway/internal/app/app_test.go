@@ -40,7 +40,7 @@ func TestHelp(t *testing.T) {
 	if err := app.Run(t.Context(), []string{"--help"}, env(nil), &out, &errOut); err != nil {
 		t.Fatalf("--help: %v", err)
 	}
-	for _, want := range []string{"-addr", "CONCORD_GATEWAY_ADDR", "-replicas", "CONCORD_REPLICAS", "CONCORD_DEFAULT_CONSISTENCY", "CONCORD_CORS_ORIGINS", "CONCORD_REQUEST_TIMEOUT"} {
+	for _, want := range []string{"-addr", "CONCORD_GATEWAY_ADDR", "-replicas", "CONCORD_REPLICAS", "CONCORD_DEFAULT_CONSISTENCY", "CONCORD_CORS_ORIGINS", "CONCORD_REQUEST_TIMEOUT", "-consul-addr", "CONCORD_CONSUL_ADDR", "CONCORD_CONSUL_SERVICE"} {
 		if !strings.Contains(errOut.String(), want) {
 			t.Errorf("usage does not mention %s:\n%s", want, errOut.String())
 		}
@@ -60,6 +60,7 @@ func TestBadConfig(t *testing.T) {
 		{"bad request timeout", []string{"--replicas", "http://r:1"}, map[string]string{"CONCORD_REQUEST_TIMEOUT": "soon"}, "soon"},
 		{"bad replica URL", []string{"--replicas", "ftp://r:1"}, nil, "ftp://r:1"},
 		{"stray argument", []string{"--replicas", "http://r:1", "extra"}, nil, "extra"},
+		{"replicas and consul", []string{"--replicas", "http://r:1"}, map[string]string{"CONCORD_CONSUL_ADDR": "127.0.0.1:8500"}, "exclude each other"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -52,6 +52,12 @@ type Options struct {
 	Logger *slog.Logger
 	// SDKOptions are appended to the client's options (tests use them).
 	SDKOptions []concord.Option
+	// Seeds, if set, supplies the replica URLs to connect to (at each
+	// attempt) instead of New's list, waiting until it has some.
+	Seeds func(ctx context.Context) ([]string, error)
+	// Follow, if set, runs with the connected client until Close: it keeps
+	// the client's seeds current (the gateway follows Consul with it).
+	Follow func(ctx context.Context, c *concord.Client)
 }
 
 // Backend is a KVServiceHandler and ClusterServiceHandler over an SDK
@@ -82,7 +88,7 @@ var (
 // New returns a Backend for the replicas' base URLs (http://host:port) and
 // starts connecting to them in the background. Close stops it.
 func New(replicas []string, opts Options) (*Backend, error) {
-	if len(replicas) == 0 {
+	if len(replicas) == 0 && opts.Seeds == nil {
 		return nil, errors.New("backend: no replicas")
 	}
 	if opts.Timeout <= 0 {
@@ -113,12 +119,13 @@ func (b *Backend) connect(ctx context.Context) {
 	}, b.opts.SDKOptions...)
 	backoff := minConnectBackoff
 	for {
-		attempt, cancel := context.WithTimeout(ctx, b.opts.Timeout)
-		c, err := concord.New(attempt, b.replicas, opts...)
-		cancel()
+		c, err := b.dial(ctx, opts)
 		if err == nil {
 			b.client = c
 			close(b.ready)
+			if b.opts.Follow != nil {
+				b.opts.Follow(ctx, c)
+			}
 			return
 		}
 		b.mu.Lock()
@@ -141,6 +148,21 @@ func (b *Backend) connect(ctx context.Context) {
 		}
 		backoff = min(2*backoff, maxConnectBackoff)
 	}
+}
+
+// dial makes one attempt at creating the client: Seeds (waited for without
+// a bound) or the replicas New was given, then concord.New.
+func (b *Backend) dial(ctx context.Context, opts []concord.Option) (*concord.Client, error) {
+	replicas := b.replicas
+	if b.opts.Seeds != nil {
+		var err error
+		if replicas, err = b.opts.Seeds(ctx); err != nil {
+			return nil, err
+		}
+	}
+	attempt, cancel := context.WithTimeout(ctx, b.opts.Timeout)
+	defer cancel()
+	return concord.New(attempt, replicas, opts...)
 }
 
 // Close stops connecting and closes the SDK client. Call it once.

@@ -10,6 +10,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -35,6 +38,13 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if cfg.PprofAddr != "" {
+		stopPprof, err := servePprof(cfg.PprofAddr, logger)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
 	node, err := replica.Start(ctx, cfg)
 	if err != nil {
 		return err
@@ -43,6 +53,30 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	<-ctx.Done()
 	logger.Info("shutting down", "node", node.ID())
 	return node.Close()
+}
+
+// servePprof serves net/http/pprof on addr until the returned func is called.
+func servePprof(addr string, logger *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen pprof: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			logger.Warn("pprof server stopped", "error", err)
+		}
+	}()
+	logger.Info("serving pprof", "addr", ln.Addr().String())
+	return func() { _ = srv.Close(); <-done }, nil
 }
 
 // parse builds the config: flag > environment > default.
@@ -83,9 +117,13 @@ Flags:
 	fs.StringVar(&cfg.RaftAdvertise, "raft-advertise", env("CONCORD_RAFT_ADVERTISE", ""), "address peers dial for Raft (default the listen address) [CONCORD_RAFT_ADVERTISE]")
 	fs.StringVar(&peers, "peers", env("CONCORD_PEERS", ""), "initial members as id=raft-host:port,... including this node; empty bootstraps a single-node cluster [CONCORD_PEERS]")
 	fs.BoolVar(&bootstrap, "bootstrap", envBool("CONCORD_BOOTSTRAP", true), "bootstrap the cluster from --peers when the data dir is empty [CONCORD_BOOTSTRAP]")
-	fs.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", envInt("CONCORD_BOOTSTRAP_EXPECT", 0), "refuse to start unless --peers lists exactly this many members (0: no check) [CONCORD_BOOTSTRAP_EXPECT]")
+	fs.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", envInt("CONCORD_BOOTSTRAP_EXPECT", 0), "with --peers: refuse to start unless it lists exactly this many members (0: no check); with --consul-addr: bootstrap once this many replicas are registered (0: only join) [CONCORD_BOOTSTRAP_EXPECT]")
 	fs.StringVar(&join, "join", env("CONCORD_JOIN", ""), "API URLs of running members, comma-separated: with an empty data dir, do not bootstrap but ask the cluster to add this replica [CONCORD_JOIN]")
 	fs.BoolVar(&cfg.Nonvoter, "nonvoter", envBool("CONCORD_NONVOTER", false), "with --join, join as a non-voter (receives data, serves eventual reads, does not count for quorum) [CONCORD_NONVOTER]")
+	fs.StringVar(&cfg.ConsulAddr, "consul-addr", env("CONCORD_CONSUL_ADDR", ""), "Consul agent HTTP API (host:port or http(s)://host:port): register there and bootstrap or join with the replicas registered; excludes --peers and --join [CONCORD_CONSUL_ADDR]")
+	fs.StringVar(&cfg.ConsulService, "consul-service", env("CONCORD_CONSUL_SERVICE", "concord-replica"), "Consul service name the replicas register as [CONCORD_CONSUL_SERVICE]")
+	fs.StringVar(&cfg.ConsulToken, "consul-token", env("CONCORD_CONSUL_TOKEN", ""), "Consul ACL token (optional) [CONCORD_CONSUL_TOKEN]")
+	fs.DurationVar(&cfg.ConsulCheckInterval, "consul-check-interval", envDuration("CONCORD_CONSUL_CHECK_INTERVAL", 10*time.Second), "how often Consul probes this replica's /health [CONCORD_CONSUL_CHECK_INTERVAL]")
 	fs.BoolVar(&compression, "compression", envBool("CONCORD_COMPRESSION_ENABLED", cfg.CompressionEnabled), "compress values larger than the threshold [CONCORD_COMPRESSION_ENABLED]")
 	fs.StringVar(&algo, "compression-algorithm", env("CONCORD_COMPRESSION_ALGORITHM", cfg.CompressionAlgorithm), "zlib, gzip, zstd or none [CONCORD_COMPRESSION_ALGORITHM]")
 	fs.IntVar(&cfg.CompressionLevel, "compression-level", envInt("CONCORD_COMPRESSION_LEVEL", cfg.CompressionLevel), "0-9 for zlib/gzip, 1-4 for zstd, -1 default [CONCORD_COMPRESSION_LEVEL]")
@@ -98,6 +136,7 @@ Flags:
 	fs.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", envDuration("CONCORD_HEARTBEAT_TIMEOUT", 0), "follower's wait for the leader before an election; 0 = 1s [CONCORD_HEARTBEAT_TIMEOUT]")
 	fs.DurationVar(&cfg.ElectionTimeout, "election-timeout", envDuration("CONCORD_ELECTION_TIMEOUT", 0), "candidate's wait for votes; 0 = max(1s, heartbeat timeout) [CONCORD_ELECTION_TIMEOUT]")
 	fs.DurationVar(&cfg.LeaderLeaseTimeout, "leader-lease-timeout", envDuration("CONCORD_LEADER_LEASE_TIMEOUT", 0), "leader steps down after this long without a quorum; 0 = min(500ms, heartbeat/2) [CONCORD_LEADER_LEASE_TIMEOUT]")
+	fs.StringVar(&cfg.PprofAddr, "pprof-addr", env("CONCORD_PPROF_ADDR", ""), "serve net/http/pprof on this address, apart from the API (off when empty) [CONCORD_PPROF_ADDR]")
 	fs.StringVar(&level, "log-level", env("CONCORD_LOG_LEVEL", "info"), "debug, info, warn or error [CONCORD_LOG_LEVEL]")
 	if err := fs.Parse(args); err != nil {
 		return cfg, 0, err

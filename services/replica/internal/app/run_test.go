@@ -63,6 +63,9 @@ func TestParseRejectsBadInput(t *testing.T) {
 		"bad expect env":       {env: map[string]string{"CONCORD_BOOTSTRAP_EXPECT": "three"}, want: "CONCORD_BOOTSTRAP_EXPECT"},
 		"join and peers":       {args: []string{"--join", "http://h:1"}, env: map[string]string{"CONCORD_PEERS": "node1=h:1"}, want: "exclude each other"},
 		"join not a URL":       {env: map[string]string{"CONCORD_JOIN": "h:1"}, want: "not an http(s) URL"},
+		"consul and peers":     {args: []string{"--consul-addr", "127.0.0.1:8500"}, env: map[string]string{"CONCORD_PEERS": "node1=h:1"}, want: "consul-addr excludes peers and join"},
+		"consul and join":      {args: []string{"--join", "http://h:1"}, env: map[string]string{"CONCORD_CONSUL_ADDR": "127.0.0.1:8500"}, want: "consul-addr excludes peers and join"},
+		"bad check interval":   {env: map[string]string{"CONCORD_CONSUL_CHECK_INTERVAL": "often"}, want: "CONCORD_CONSUL_CHECK_INTERVAL"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, _, err := parse(tc.args, mapEnv(tc.env), &bytes.Buffer{})
@@ -108,5 +111,19 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+}
+
+func TestParseConsul(t *testing.T) {
+	env := mapEnv(map[string]string{
+		"CONCORD_CONSUL_ADDR":      "127.0.0.1:8500",
+		"CONCORD_BOOTSTRAP_EXPECT": "3",
+	})
+	cfg, _, err := parse([]string{"--consul-service", "kv", "--consul-check-interval", "2s"}, env, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ConsulAddr != "127.0.0.1:8500" || cfg.ConsulService != "kv" || cfg.ConsulCheckInterval != 2*time.Second || cfg.BootstrapExpect != 3 {
+		t.Fatalf("got consul %q service %q interval %v expect %d", cfg.ConsulAddr, cfg.ConsulService, cfg.ConsulCheckInterval, cfg.BootstrapExpect)
 	}
 }
