@@ -40,6 +40,9 @@ type Client struct {
 	// incomplete: the last status named members without an API address.
 	incomplete atomic.Bool
 
+	// co coalesces concurrent calls into batch RPCs; nil when disabled.
+	co *coalescer
+
 	stop chan struct{}
 	done chan struct{}
 }
@@ -106,6 +109,9 @@ func New(ctx context.Context, endpoints []string, opts ...Option) (*Client, erro
 		c.http = o.httpClient
 	} else {
 		c.http = defaultHTTPClient(o)
+	}
+	if o.coalesce {
+		c.co = newCoalescer(c)
 	}
 	c.setEndpoints(seeds, "", false)
 	if err := c.refresh(ctx, true); err != nil {

@@ -29,6 +29,24 @@
 //     the write conditional ([IfAbsent], [IfModRevision]) so a retry is safe.
 //   - A write that fails with [ErrNoLeader] was not applied.
 //
+// # Coalescing
+//
+// Concurrent calls share RPCs ([WithCoalescing], on by default): Get calls
+// with the same options (consistency, MinRevision, with or without TTL)
+// become one BatchGet, and unconditional Put calls (no [IfAbsent] or
+// [IfModRevision]) one BatchPut, written as one Raft entry, so every item's
+// ModRevision is that entry's revision. Nothing is delayed to form a batch:
+// a call goes out alone at once, with the single-key RPC, unless a few RPCs
+// of its kind are in flight already; then it waits for the next one, which
+// carries every call that queued meanwhile (up to 500). A batch never holds
+// two writes of one key: each write gets its own revision. Each call gets
+// the result or error it would have got alone: a key not found fails only
+// its own call with [ErrNotFound]; a batch the server refuses (a bad item)
+// is retried as single calls, so only the bad item fails; a call whose
+// context ends returns at once and leaves the others' batch alone. Batches
+// are routed and retried like single calls, under the latest deadline of
+// their calls.
+//
 // # Helpers for common uses
 //
 // The product's use cases, built on conditional writes and TTLs so that

@@ -130,12 +130,21 @@ func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...OpOp
 	if ct == "" {
 		ct = ContentTypeBytes
 	}
-	req := &concordv1.PutRequest{
+	if c.co != nil && !o.ifAbsent && o.ifModRevision == 0 {
+		return c.co.put(ctx, &concordv1.PutItem{
+			Key: key, Value: value, TtlSeconds: ttlSeconds(o), ContentType: ct, Compress: compressMode(o.compress),
+		})
+	}
+	return c.putOne(ctx, &concordv1.PutRequest{
 		Key: key, Value: value, TtlSeconds: ttlSeconds(o), ContentType: ct, Compress: compressMode(o.compress),
 		IfAbsent: o.ifAbsent, IfModRevision: o.ifModRevision,
-	}
+	})
+}
+
+// putOne sends one Put RPC (with routing and retries).
+func (c *Client) putOne(ctx context.Context, req *concordv1.PutRequest) (WriteResult, error) {
 	var res WriteResult
-	err = c.do(ctx, "put", writeCall, true, func(ctx context.Context, e *endpoint) error {
+	err := c.do(ctx, "put", writeCall, true, func(ctx context.Context, e *endpoint) error {
 		resp, err := e.kv.Put(ctx, connect.NewRequest(req))
 		if err == nil {
 			res = header(resp.Msg.GetHeader())
@@ -169,9 +178,16 @@ func (c *Client) get(ctx context.Context, call, key string, withTTL bool, opts [
 		return nil, err
 	}
 	cons, toLeader := c.level(o.consistency)
-	req := &concordv1.GetRequest{Key: key, Consistency: cons, WithTtl: withTTL, MinRevision: o.minRevision}
+	if c.co != nil {
+		return c.co.get(ctx, getLaneKey{cons: cons, toLeader: toLeader, withTTL: withTTL, minRev: o.minRevision}, key)
+	}
+	return c.getOne(ctx, &concordv1.GetRequest{Key: key, Consistency: cons, WithTtl: withTTL, MinRevision: o.minRevision}, toLeader)
+}
+
+// getOne sends one Get RPC (with routing and retries).
+func (c *Client) getOne(ctx context.Context, req *concordv1.GetRequest, toLeader bool) (*KV, error) {
 	var out *KV
-	err = c.do(ctx, "get", readCall, toLeader, func(ctx context.Context, e *endpoint) error {
+	err := c.do(ctx, "get", readCall, toLeader, func(ctx context.Context, e *endpoint) error {
 		resp, err := e.kv.Get(ctx, connect.NewRequest(req))
 		if err == nil {
 			out = toKV(resp.Msg.GetKv(), resp.Msg.GetHeader())

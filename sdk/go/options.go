@@ -65,6 +65,7 @@ type options struct {
 	tracer      trace.TracerProvider
 	refresh     time.Duration
 	discovery   bool
+	coalesce    bool
 }
 
 // Option configures a Client.
@@ -107,6 +108,14 @@ func WithRefreshInterval(d time.Duration) Option { return func(o *options) { o.r
 // uses exactly the endpoints it was given, as it does when they are gateways.
 func WithDiscovery(on bool) Option { return func(o *options) { o.discovery = on } }
 
+// WithCoalescing turns request coalescing on (default) or off: concurrent
+// Get calls with the same options, and concurrent unconditional Put calls,
+// share one BatchGet or BatchPut RPC when they would otherwise wait. Each
+// call still gets its own result and error; a coalesced call is traced by
+// the span of the RPC that carried it. See "Coalescing" in the package
+// documentation.
+func WithCoalescing(on bool) Option { return func(o *options) { o.coalesce = on } }
+
 func defaultOptions() options {
 	return options{
 		timeout:     10 * time.Second,
@@ -116,6 +125,7 @@ func defaultOptions() options {
 		tracer:      noop.NewTracerProvider(),
 		refresh:     5 * time.Second,
 		discovery:   true,
+		coalesce:    true,
 	}
 }
 

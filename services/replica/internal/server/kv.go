@@ -212,7 +212,7 @@ func (h *KV) BatchGet(ctx context.Context, req *connect.Request[concordv1.BatchG
 	}
 	now := h.Store.NowMs()
 	entries, rev := h.Store.FSM().GetMany(m.GetKeys(), now)
-	resp := &concordv1.BatchGetResponse{Header: h.header(rev)}
+	resp := &concordv1.BatchGetResponse{Header: h.header(rev), Kvs: make([]*concordv1.KeyValue, 0, len(entries))}
 	for i, e := range entries {
 		if e == nil {
 			resp.Missing = append(resp.Missing, m.GetKeys()[i])

@@ -335,10 +335,14 @@ func (f *FSM) Get(key string, nowMs int64) (*Entry, uint64) {
 // GetMany reads keys from one consistent view; missing entries are nil.
 func (f *FSM) GetMany(keys []string, nowMs int64) ([]*Entry, uint64) {
 	out := make([]*Entry, len(keys))
+	probe := &Entry{} // one search key for all: not one allocation per key
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	for i, k := range keys {
-		out[i] = f.liveLocked(k, nowMs)
+		probe.Key = k
+		if e, found := f.data.Get(probe); found && e.Live(nowMs) {
+			out[i] = e
+		}
 	}
 	return out, f.applied.Load()
 }
