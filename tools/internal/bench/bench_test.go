@@ -3,6 +3,8 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +74,100 @@ func TestMeasureAgainstACluster(t *testing.T) {
 		var back Result
 		if len(lines) != 2 || json.Unmarshal([]byte(lines[1]), &back) != nil || back.Ops != r.Ops {
 			t.Fatalf("%s: output %q", wl, out.String())
+		}
+	}
+}
+
+// runMode runs concord-bench with args against replica processes built from
+// this tree, with their data in a test directory, and decodes the last
+// output line (the JSON line) into out.
+func runMode(t *testing.T, out any, args ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	args = append(args, "--replica-bin", concordtest.ReplicaBinary(t), "--work-dir", dir)
+	var stdout, stderr bytes.Buffer
+	if err := Run(t.Context(), args, func(string) string { return "" }, &stdout, &stderr); err != nil {
+		logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+		for _, l := range logs {
+			b, _ := os.ReadFile(l)
+			t.Logf("%s:\n%s", l, b)
+		}
+		t.Fatalf("concord-bench %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), out); err != nil {
+		t.Fatalf("last line of %q: %v", stdout.String(), err)
+	}
+	return stdout.String()
+}
+
+func TestModesHelp(t *testing.T) {
+	for _, mode := range []string{"compare", "fsm", "memory", "failover", "restart"} {
+		t.Run(mode, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if err := Run(t.Context(), []string{mode, "-h"}, func(string) string { return "" }, &stdout, &stderr); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(stderr.String(), "Usage: concord-bench "+mode) || !strings.Contains(stderr.String(), "-") {
+				t.Fatalf("help of %s: %q", mode, stderr.String())
+			}
+		})
+	}
+}
+
+func TestFSMMode(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	args := []string{"fsm", "--ops", "200", "--keys", "100", "--batch", "10", "--apply-batch", "4"}
+	if err := Run(t.Context(), args, func(string) string { return "" }, &stdout, &stderr); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	var seen []string
+	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		var r FSMResult
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Target != "fsm" || r.Ops < 200 || r.NsPerOp <= 0 || r.OpsPerSec <= 0 || r.AllocsPerOp <= 0 {
+			t.Fatalf("%s: %+v", r.Workload, r)
+		}
+		seen = append(seen, r.Workload)
+	}
+	if strings.Join(seen, ",") != strings.Join(Workloads, ",") {
+		t.Fatalf("workloads run: %v, want %v", seen, Workloads)
+	}
+}
+
+func TestMemoryMode(t *testing.T) {
+	var r MemoryResult
+	runMode(t, &r, "memory", "--keys", "1000", "--value-size", "100")
+	if r.Keys != 1000 || r.HeapAfterBytes <= 0 || r.RSSAfterBytes <= 0 || r.FSMEstimatePerKey <= 0 || r.DiskLogBytesPerKey <= 0 {
+		t.Fatalf("%+v", r)
+	}
+}
+
+func TestFailoverMode(t *testing.T) {
+	var r FailoverResult
+	runMode(t, &r, "failover", "--runs", "1", "--clients", "4", "--steady", "500ms")
+	if r.Nodes != 3 || len(r.Runs) != 1 || r.Runs[0] <= 0 || r.MedianMs != r.Runs[0] {
+		t.Fatalf("%+v", r)
+	}
+}
+
+func TestRestartMode(t *testing.T) {
+	var r RestartResult
+	runMode(t, &r, "restart", "--keys", "1000", "--runs", "1")
+	if len(r.Results) != 2 {
+		t.Fatalf("%+v", r)
+	}
+	for _, rr := range r.Results {
+		if len(rr.Runs) != 1 || rr.Runs[0] <= 0 || rr.DiskLogBytes <= 0 {
+			t.Fatalf("%+v", rr)
+		}
+		if snap := rr.DiskSnapBytes > 0; snap != (rr.From == "snapshot") {
+			t.Fatalf("from %s with %d snapshot bytes", rr.From, rr.DiskSnapBytes)
 		}
 	}
 }

@@ -16,12 +16,26 @@ import (
 )
 
 // Run is the concord-bench command: `concord-bench [flags]` runs one load;
-// `concord-bench compare [flags]` runs the side-by-side comparison.
+// `concord-bench compare [flags]` runs the side-by-side comparison;
+// `concord-bench fsm` micro-benchmarks the replica's state machine in
+// process; `memory`, `failover` and `restart` start replica processes and
+// measure memory and disk per key, leader-failover time and restart time.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if len(args) > 0 && args[0] == "compare" {
-		return runCompare(ctx, args[1:], getenv, stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "compare":
+			return runCompare(ctx, args[1:], getenv, stdout, stderr)
+		case "fsm":
+			return runFSM(ctx, args[1:], stdout, stderr)
+		case "memory":
+			return runMemory(ctx, args[1:], stdout, stderr)
+		case "failover":
+			return runFailover(ctx, args[1:], stdout, stderr)
+		case "restart":
+			return runRestart(ctx, args[1:], stdout, stderr)
+		}
 	}
 	fs := flag.NewFlagSet("concord-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -38,7 +52,18 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	addLoadFlags(fs, &l)
 	fs.BoolVar(&preload, "preload", true, "write every key once before measuring")
 	fs.Usage = func() {
-		_, _ = fmt.Fprintf(fs.Output(), "Usage: concord-bench [flags]\n       concord-bench compare [flags]  (see concord-bench compare -h)\n\nRuns one load against one system and prints a line and a JSON line.\n\nFlags:\n")
+		_, _ = fmt.Fprintf(fs.Output(), `Usage: concord-bench [flags]
+       concord-bench compare [flags]   Concord vs etcd side by side
+       concord-bench fsm [flags]       in-process FSM micro-benchmarks
+       concord-bench memory [flags]    memory and disk bytes per key
+       concord-bench failover [flags]  leader kill -9 to first acknowledged write
+       concord-bench restart [flags]   restart to first strong read
+(see concord-bench MODE -h)
+
+Runs one load against one system and prints a line and a JSON line.
+
+Flags:
+`)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
