@@ -143,7 +143,7 @@ CHAOS_SECONDS ?= 30
 CHAOS_SEED ?=
 CHAOS_SCENARIO ?=
 CHAOS_OUT ?= $(TMP)/chaos
-CHAOS_TIMEOUT ?= $(shell echo $$(( $(CHAOS_RUNS) * 20 * ($(CHAOS_SECONDS) + 90) + 600 )))s
+CHAOS_TIMEOUT ?= $(shell echo $$(( $(CHAOS_RUNS) * 30 * ($(CHAOS_SECONDS) + 90) + 600 )))s
 
 .PHONY: test-chaos
 test-chaos: ## Chaos + linearizability suite (CHAOS_RUNS=5 CHAOS_SECONDS=30 CHAOS_SEED= CHAOS_SCENARIO=)

@@ -30,8 +30,12 @@ type Node struct {
 	APIAddr   string // host:port the API listens on
 	RaftAddr  string // host:port Raft listens on
 	ProxyAddr string // host:port of the proxy in front of RaftAddr: what peers dial
-	DataDir   string
-	LogPath   string
+	// APIProxyAddr is the proxy in front of APIAddr (Cluster.APINet), which
+	// clients and forwarding replicas use; empty when the cluster has no
+	// API proxies.
+	APIProxyAddr string
+	DataDir      string
+	LogPath      string
 	// FailpointAddr is the failpoint control endpoint (failpoints.go);
 	// empty unless the cluster runs the failpoint build.
 	FailpointAddr string
@@ -45,6 +49,11 @@ type Node struct {
 	paused   bool
 	expected bool // the current process is meant to exit (we killed it)
 	crashes  []string
+	// starts counts the processes started, so a reader can tell whether
+	// two answers came from one process.
+	starts int
+	// exitErr is how the last process ended (nil: status 0).
+	exitErr error
 	// faultExits are exits caused by an injected fault (failpoints.go).
 	faultExits []string
 	// rejoin: the node was removed and came back with an empty data
@@ -53,8 +62,18 @@ type Node struct {
 	rejoin bool
 }
 
-// URL is the node's API base URL.
+// URL is the node's API base URL, without any proxy: the harness's own
+// view of the node, which faults never cut.
 func (n *Node) URL() string { return "http://" + n.APIAddr }
+
+// ClientURL is the URL clients use: through the API proxy if there is
+// one.
+func (n *Node) ClientURL() string {
+	if n.APIProxyAddr != "" {
+		return "http://" + n.APIProxyAddr
+	}
+	return n.URL()
+}
 
 // Running reports whether the process is up (perhaps paused).
 func (n *Node) Running() bool {
@@ -77,6 +96,12 @@ func (n *Node) Paused() bool {
 type Cluster struct {
 	Nodes []*Node
 	Net   *Network
+	// APINet holds the proxies in front of the API ports (nil without
+	// ClusterConfig.APIProxies). Node i's API is its node i; every
+	// connection to it counts as coming from pseudo-node len(Nodes)
+	// (Outside), since clients and forwarding replicas all dial from
+	// 127.0.0.1.
+	APINet *Network
 
 	bin        string
 	extra      []string
@@ -96,7 +121,14 @@ type ClusterConfig struct {
 	// Failpoints: Bin is a failpoint build (-tags failpoints) and every
 	// node gets a failpoint control endpoint.
 	Failpoints bool
+	// APIProxies puts a chaos proxy in front of every API port too (see
+	// Cluster.APINet); replicas advertise it as their API address.
+	APIProxies bool
 }
+
+// Outside is the pseudo-node that every API connection comes from
+// (Cluster.APINet).
+func (c *Cluster) Outside() int { return len(c.Nodes) }
 
 // StartCluster starts the proxies and replicas and waits until every
 // replica is ready. Close stops everything.
@@ -111,6 +143,10 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 		ips[i] = netip.AddrFrom4([4]byte{127, 0, byte(block), byte(11 + i)})
 	}
 	c.Net = NewNetwork(ips, cfg.Seed)
+	if cfg.APIProxies {
+		c.APINet = NewNetwork(ips, cfg.Seed^0x5bd1e995)
+		c.APINet.CatchAll(cfg.Nodes)
+	}
 	var peers []string
 	for i := range cfg.Nodes {
 		n := &Node{
@@ -140,6 +176,14 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 			return nil, err
 		}
 		n.ProxyAddr = addr.String()
+		if c.APINet != nil {
+			addr, err := c.APINet.Listen(i, netip.AddrPortFrom(proxyIP, 0).String(), n.APIAddr)
+			if err != nil {
+				c.Close()
+				return nil, err
+			}
+			n.APIProxyAddr = addr.String()
+		}
 		n.kv = concordv1connect.NewKVServiceClient(c.http, n.URL())
 		n.cluster = concordv1connect.NewClusterServiceClient(c.http, n.URL())
 		peers = append(peers, n.ID+"="+n.ProxyAddr)
@@ -202,6 +246,9 @@ func (c *Cluster) start(n *Node, peers string) error {
 		"--node-id", n.ID, "--api-addr", n.APIAddr, "--raft-addr", n.RaftAddr,
 		"--raft-advertise", n.ProxyAddr, "--data-dir", n.DataDir, "--log-level", "info",
 	}, members...), c.extra...)
+	if n.APIProxyAddr != "" {
+		args = append(args, "--api-advertise", "http://"+n.APIProxyAddr)
+	}
 	cmd := exec.Command(c.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if n.FailpointAddr != "" {
@@ -214,11 +261,13 @@ func (c *Cluster) start(n *Node, peers string) error {
 	}
 	exited := make(chan struct{})
 	n.cmd, n.exited, n.paused, n.expected = cmd, exited, false, false
+	n.starts++
 	go func() {
 		err := cmd.Wait()
 		_ = logf.Close()
 		fault := !n.expected && injectedExit(n.LogPath, from)
 		n.mu.Lock()
+		n.exitErr = err
 		switch {
 		case n.expected:
 		case fault:
@@ -289,6 +338,72 @@ func (c *Cluster) Kill(n *Node) {
 	<-exited
 }
 
+// Terminate sends SIGTERM to node n and waits until it has exited, or for
+// at most wait (then it kills it). It returns how the process ended: nil
+// for status 0, and an error if it did not exit in time. Such an error is
+// also recorded as a crash (Crashes): a graceful shutdown must end well.
+func (c *Cluster) Terminate(n *Node, wait time.Duration) error {
+	n.mu.Lock()
+	cmd, exited := n.cmd, n.exited
+	if cmd == nil {
+		n.mu.Unlock()
+		return nil
+	}
+	n.expected = true
+	if n.paused {
+		_ = cmd.Process.Signal(syscall.SIGCONT)
+		n.paused = false
+	}
+	n.mu.Unlock()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	var err error
+	select {
+	case <-exited:
+	case <-t.C:
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		<-exited
+		err = fmt.Errorf("%s did not exit within %v of SIGTERM", n.ID, wait)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err == nil && n.exitErr != nil {
+		err = fmt.Errorf("%s exited after SIGTERM with %w", n.ID, n.exitErr)
+	}
+	if err != nil {
+		n.crashes = append(n.crashes, err.Error())
+	}
+	return err
+}
+
+// Generations returns, by node id, how many processes of each node have
+// been started.
+func (c *Cluster) Generations() map[string]int {
+	out := make(map[string]int, len(c.Nodes))
+	for _, n := range c.Nodes {
+		n.mu.Lock()
+		out[n.ID] = n.starts
+		n.mu.Unlock()
+	}
+	return out
+}
+
+// SnapshotInstalls counts the snapshots the replicas installed from their
+// leader (hashicorp/raft logs "Installed remote snapshot"), over every
+// process of every node.
+func (c *Cluster) SnapshotInstalls() int {
+	total := 0
+	for _, n := range c.Nodes {
+		data, err := os.ReadFile(n.LogPath)
+		if err != nil {
+			continue
+		}
+		total += strings.Count(string(data), "Installed remote snapshot")
+	}
+	return total
+}
+
 // Pause stops node n with SIGSTOP.
 func (c *Cluster) Pause(n *Node) {
 	n.mu.Lock()
@@ -336,6 +451,9 @@ func (c *Cluster) Crashes() []string {
 // ones.
 func (c *Cluster) HealAll() error {
 	c.Net.Heal()
+	if c.APINet != nil {
+		c.APINet.Heal()
+	}
 	var errs []error
 	for _, n := range c.Nodes {
 		c.Resume(n)
@@ -354,14 +472,17 @@ func (c *Cluster) Close() {
 	if c.Net != nil {
 		c.Net.Close()
 	}
+	if c.APINet != nil {
+		c.APINet.Close()
+	}
 	c.http.CloseIdleConnections()
 }
 
-// URLs lists the API base URLs.
+// URLs lists the API base URLs clients use (ClientURL).
 func (c *Cluster) URLs() []string {
 	out := make([]string, len(c.Nodes))
 	for i, n := range c.Nodes {
-		out[i] = n.URL()
+		out[i] = n.ClientURL()
 	}
 	return out
 }

@@ -26,6 +26,9 @@ const (
 	OpDelete
 	// OpCASDelete is a Delete with IfModRevision(ExpRev), ExpValue as for OpCAS.
 	OpCASDelete
+	// OpTouch is a Touch (TTL in Input.TTL, 0: none): it needs the key to
+	// exist (else not-found) and changes neither value nor ModRevision.
+	OpTouch
 )
 
 func (k OpKind) String() string {
@@ -42,6 +45,8 @@ func (k OpKind) String() string {
 		return "delete"
 	case OpCASDelete:
 		return "cas-delete"
+	case OpTouch:
+		return "touch"
 	}
 	return "op" + strconv.Itoa(int(k))
 }
@@ -56,6 +61,10 @@ type Input struct {
 	// TTL (seconds) of a put, long enough that the key cannot expire
 	// during the run: the model treats it as a put without one.
 	TTL int64 `json:"ttl,omitempty"`
+	// Batch, if not 0, names the PutMany or GetMany this operation is one
+	// key of (ops.go): a multi-key operation is recorded as one operation
+	// per key, all with its call and return times.
+	Batch int `json:"batch,omitempty"`
 }
 
 // Status is how an operation ended.
@@ -65,7 +74,8 @@ type Status int
 const (
 	// StatusOK: applied (writes) or found (reads).
 	StatusOK Status = iota
-	// StatusNotFound: a read found no key.
+	// StatusNotFound: a read found no key, or a touch found none (a
+	// definite outcome: the touch was applied as a no-op).
 	StatusNotFound
 	// StatusConflict: a conditional write certainly failed its condition.
 	StatusConflict
@@ -154,6 +164,16 @@ func step(s regState, in Input, out Output) (bool, regState) {
 			return false, s
 		}
 		return write(s, ok, in, out, regState{})
+	case OpTouch:
+		switch out.Status {
+		case StatusNotFound:
+			return !s.Exists, s
+		case StatusOK:
+			// Applied at its own revision, after the last write.
+			return s.Exists && s.newer(out.Rev), s
+		case StatusUnknown:
+			return true, s // no effect the model can see either way
+		}
 	}
 	return false, s
 }
@@ -223,13 +243,19 @@ var RegisterModel = porcupine.Model{
 			call = fmt.Sprintf("delete(%s)", in.Key)
 		case OpCASDelete:
 			call = fmt.Sprintf("cas-delete(%s, %s@%d)", in.Key, in.ExpValue, in.ExpRev)
+		case OpTouch:
+			call = fmt.Sprintf("touch(%s, %ds)", in.Key, in.TTL)
 		}
 		var ret string
 		switch {
+		case out.Status == StatusOK && in.Op == OpGet && in.Batch != 0:
+			ret = fmt.Sprintf("%s@%d (batch get %d)", out.Value, out.Rev, in.Batch)
 		case out.Status == StatusOK && in.Op == OpGet:
 			ret = fmt.Sprintf("%s@%d", out.Value, out.Rev)
 		case out.Status == StatusOK && (in.Op == OpDelete || in.Op == OpCASDelete):
 			ret = fmt.Sprintf("ok@%d deleted=%t", out.Rev, out.Deleted)
+		case out.Status == StatusOK && in.Batch != 0:
+			ret = fmt.Sprintf("ok@%d (batch %d)", out.Rev, in.Batch)
 		case out.Status == StatusOK:
 			ret = fmt.Sprintf("ok@%d", out.Rev)
 		default:

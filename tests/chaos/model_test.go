@@ -23,6 +23,7 @@ func cas(k, ev string, r uint64, v string) Input {
 }
 func absent(k, v string) Input { return Input{Op: OpPutAbsent, Key: k, Value: v} }
 func del(k string) Input       { return Input{Op: OpDelete, Key: k} }
+func touch(k string) Input     { return Input{Op: OpTouch, Key: k, TTL: 60} }
 func casDel(k, ev string, r uint64) Input {
 	return Input{Op: OpCASDelete, Key: k, ExpValue: ev, ExpRev: r}
 }
@@ -118,6 +119,29 @@ func TestRegisterModel(t *testing.T) {
 			op(0, 0, 1, put("a", "x"), okAt(5)),
 			op(0, 2, 3, casDel("a", "x", 5), deleted(6, true)),
 			op(1, 4, 5, get("a"), notFound),
+		}, true},
+		{"touch of an existing key", []porcupine.Operation{
+			op(0, 0, 1, put("a", "x"), okAt(5)),
+			op(1, 2, 3, touch("a"), okAt(6)),
+			op(1, 4, 5, get("a"), read("x", 5)),
+		}, true},
+		{"touch of a missing key", []porcupine.Operation{
+			op(0, 0, 1, touch("a"), notFound),
+		}, true},
+		{"touch finds a key that was never written", []porcupine.Operation{
+			op(0, 0, 1, touch("a"), okAt(3)),
+		}, false},
+		{"touch misses an acknowledged key", []porcupine.Operation{
+			op(0, 0, 1, put("a", "x"), okAt(5)),
+			op(1, 2, 3, touch("a"), notFound),
+		}, false},
+		{"touch applied before the write it follows", []porcupine.Operation{
+			op(0, 0, 1, put("a", "x"), okAt(5)),
+			op(1, 2, 3, touch("a"), okAt(4)),
+		}, false},
+		{"unknown touch has no visible effect", []porcupine.Operation{
+			op(0, 0, -1, touch("a"), unknown),
+			op(1, 2, 3, get("a"), notFound),
 		}, true},
 		{"keys are independent", []porcupine.Operation{
 			op(0, 0, 1, put("a", "x"), okAt(5)),

@@ -282,3 +282,112 @@ func Mixed(ctx context.Context, c *Cluster, rng *rand.Rand) (Fault, error) {
 		PartitionMinority, PartitionHalves, PartitionBridge, FlakyLinks}
 	return all[rng.IntN(len(all))](ctx, c, rng)
 }
+
+// follower returns a random node that is not the leader (or not the node
+// leaderOrAny found).
+func follower(ctx context.Context, c *Cluster, rng *rand.Rand) *Node {
+	l, _ := leaderOrAny(ctx, c, rng)
+	others := without(c, l.Index)
+	return c.Nodes[others[rng.IntN(len(others))]]
+}
+
+// PartitionFollower cuts a random follower off from every other node.
+func PartitionFollower(ctx context.Context, c *Cluster, rng *rand.Rand) (Fault, error) {
+	n := follower(ctx, c, rng)
+	cut := randomCut(rng)
+	cutBetween(c, []int{n.Index}, without(c, n.Index), cut)
+	return Fault{Desc: fmt.Sprintf("isolate follower %s (%s)", n.ID, cut), Heal: healNet(c)}, nil
+}
+
+// LagFollower kills or isolates a random follower, so that it falls
+// behind while writes go on; with tiny snapshots and trailing logs it
+// must then catch up by InstallSnapshot.
+func LagFollower(ctx context.Context, c *Cluster, rng *rand.Rand) (Fault, error) {
+	if rng.IntN(2) == 0 {
+		return KillFollower(ctx, c, rng)
+	}
+	return PartitionFollower(ctx, c, rng)
+}
+
+// cutAPI cuts every connection to node i's API (from clients and from
+// replicas forwarding to it) with cut, both ways.
+func cutAPI(c *Cluster, i int, cut Cut) {
+	c.APINet.Set(c.Outside(), i, Rule{Cut: cut})
+	c.APINet.Set(i, c.Outside(), Rule{Cut: cut})
+}
+
+func healAll(c *Cluster) func() error {
+	return func() error {
+		c.Net.Heal()
+		if c.APINet != nil {
+			c.APINet.Heal()
+		}
+		return nil
+	}
+}
+
+// CutLeaderAPI makes the leader's API unreachable, for clients and for
+// followers forwarding to it; Raft still works, so it stays leader.
+func CutLeaderAPI(ctx context.Context, c *Cluster, rng *rand.Rand) (Fault, error) {
+	n, leads := leaderOrAny(ctx, c, rng)
+	cut := randomCut(rng)
+	cutAPI(c, n.Index, cut)
+	return Fault{Desc: fmt.Sprintf("cut the API of %s (%s)", describe(n, leads), cut), Heal: healAll(c)}, nil
+}
+
+// CutFollowerAPI makes a random follower's API unreachable.
+func CutFollowerAPI(ctx context.Context, c *Cluster, rng *rand.Rand) (Fault, error) {
+	n := follower(ctx, c, rng)
+	cut := randomCut(rng)
+	cutAPI(c, n.Index, cut)
+	return Fault{Desc: fmt.Sprintf("cut the API of follower %s (%s)", n.ID, cut), Heal: healAll(c)}, nil
+}
+
+// IsolateLeaderAll cuts the leader off from every other node over Raft
+// and makes its API unreachable.
+func IsolateLeaderAll(ctx context.Context, c *Cluster, rng *rand.Rand) (Fault, error) {
+	n, leads := leaderOrAny(ctx, c, rng)
+	cut := randomCut(rng)
+	cutBetween(c, []int{n.Index}, without(c, n.Index), cut)
+	cutAPI(c, n.Index, cut)
+	return Fault{Desc: fmt.Sprintf("isolate %s over Raft and API (%s)", describe(n, leads), cut), Heal: healAll(c)}, nil
+}
+
+// APIPartition cuts the leader's API, a follower's API, or the leader's
+// Raft and API, at random. The cluster needs API proxies.
+func APIPartition(ctx context.Context, c *Cluster, rng *rand.Rand) (Fault, error) {
+	if c.APINet == nil {
+		return Fault{}, errors.New("the cluster has no API proxies (ClusterConfig.APIProxies)")
+	}
+	all := []Inject{CutLeaderAPI, CutFollowerAPI, IsolateLeaderAll}
+	return all[rng.IntN(len(all))](ctx, c, rng)
+}
+
+// RaftPartitions isolates the leader both ways or one way, or a random
+// minority, at random: for the fast-election scenario.
+func RaftPartitions(ctx context.Context, c *Cluster, rng *rand.Rand) (Fault, error) {
+	all := []Inject{PartitionLeader, PartitionLeaderOneWay, PartitionMinority}
+	return all[rng.IntN(len(all))](ctx, c, rng)
+}
+
+// sigtermWait bounds a graceful shutdown: a replica still running this
+// long after SIGTERM hangs (it is killed and counted as a violation).
+const sigtermWait = time.Minute
+
+// TermRandom stops the leader or a random follower with SIGTERM (a graceful
+// shutdown) and waits until it has exited; healing restarts it. An exit
+// status other than 0, or no exit within sigtermWait, is a violation
+// (Cluster.Crashes).
+func TermRandom(ctx context.Context, c *Cluster, rng *rand.Rand) (Fault, error) {
+	var n *Node
+	var leads bool
+	if rng.IntN(2) == 0 {
+		n, leads = leaderOrAny(ctx, c, rng)
+	} else {
+		n = follower(ctx, c, rng)
+	}
+	if err := c.Terminate(n, sigtermWait); err != nil {
+		c.logf("%v", err)
+	}
+	return Fault{Desc: "SIGTERM " + describe(n, leads), Heal: func() error { return c.Restart(n) }}, nil
+}

@@ -72,11 +72,15 @@ type link struct{ src, dst int }
 // a connection to proxy i comes from node j when its source address is node
 // j's IP (replicas dial peers from the address they listen on), and the
 // bytes it carries from j to i follow rule j→i, those from i back to j rule
-// i→j. Connections from other addresses always pass.
+// i→j. Connections from other addresses always pass, unless CatchAll
+// makes them count as a pseudo-node.
 //
 // Methods are safe for concurrent use.
 type Network struct {
 	byIP map[netip.Addr]int
+	// outside, if not -1, is the index that connections from addresses
+	// of no node count as (see CatchAll).
+	outside int
 
 	mu      sync.Mutex
 	rules   map[link]Rule
@@ -93,6 +97,7 @@ type Network struct {
 func NewNetwork(ips []netip.Addr, seed uint64) *Network {
 	n := &Network{
 		byIP:    map[netip.Addr]int{},
+		outside: -1,
 		rules:   map[link]Rule{},
 		conns:   map[*proxyConn]struct{}{},
 		changed: make(chan struct{}),
@@ -103,6 +108,12 @@ func NewNetwork(ips []netip.Addr, seed uint64) *Network {
 	}
 	return n
 }
+
+// CatchAll makes connections from addresses of no node count as coming
+// from pseudo-node idx (not a node index), so that rules idx→i and i→idx
+// cut them. The API proxies use it: clients and replicas forwarding to the
+// leader all dial from 127.0.0.1. Call it before Listen.
+func (n *Network) CatchAll(idx int) { n.outside = idx }
 
 // Listen starts proxy dst on listen, forwarding to target (node dst's Raft
 // address).
@@ -227,7 +238,7 @@ func (n *Network) Source(addr net.Addr) int {
 	if i, ok := n.byIP[ap.Addr().Unmap()]; ok {
 		return i
 	}
-	return -1
+	return n.outside
 }
 
 type proxy struct {

@@ -20,6 +20,13 @@ type echoNet struct {
 
 func startEcho(t *testing.T) *echoNet {
 	t.Helper()
+	return startEchoWith(t, nil)
+}
+
+// startEchoWith is startEcho, with setup called on the network before its
+// proxy listens.
+func startEchoWith(t *testing.T, setup func(*Network)) *echoNet {
+	t.Helper()
 	ips := []netip.Addr{netip.MustParseAddr("127.0.254.11"), netip.MustParseAddr("127.0.254.12")}
 	ln, err := net.Listen("tcp", netip.AddrPortFrom(ips[1], 0).String())
 	if err != nil {
@@ -40,6 +47,9 @@ func startEcho(t *testing.T) *echoNet {
 		}
 	}()
 	n := NewNetwork(ips, 1)
+	if setup != nil {
+		setup(n)
+	}
 	addr, err := n.Listen(1, "127.0.255.12:0", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -178,5 +188,36 @@ func TestProxyDrop(t *testing.T) {
 	c := e.dial(t)
 	if err := roundTrip(c, []byte("dropped"), 10*time.Second); err == nil || isTimeout(err) {
 		t.Fatalf("with drop probability 1: %v, want the connection closed", err)
+	}
+}
+
+// TestProxyCatchAll: with CatchAll, a connection from an address of no
+// node (127.0.0.1, as clients dial) follows the rules of the pseudo-node.
+func TestProxyCatchAll(t *testing.T) {
+	const outside = 2
+	e := startEchoWith(t, func(n *Network) { n.CatchAll(outside) })
+	if got := e.net.Source(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}); got != outside {
+		t.Errorf("Source(127.0.0.1) = %d, want %d", got, outside)
+	}
+	dialOutside := func() net.Conn {
+		c, err := net.DialTimeout("tcp", e.proxy, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	if err := roundTrip(dialOutside(), []byte("pass"), 10*time.Second); err != nil {
+		t.Fatalf("before the cut: %v", err)
+	}
+	e.net.Set(outside, 1, Rule{Cut: Reset})
+	c := dialOutside()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+		t.Fatalf("connection from outside during reset: %v, want it closed", err)
+	}
+	// Node 0 is not outside: its link still passes.
+	if err := roundTrip(e.dial(t), []byte("node"), 10*time.Second); err != nil {
+		t.Fatalf("from node 0 while outside is cut: %v", err)
 	}
 }

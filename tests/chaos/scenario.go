@@ -35,6 +35,12 @@ type Scenario struct {
 	// (Workload.TTL), and checks every acknowledged set element's expiry
 	// (CheckExpiry).
 	TTL time.Duration
+	// APIProxies puts chaos proxies in front of the API ports too
+	// (ClusterConfig.APIProxies), for the API-partition nemeses.
+	APIProxies bool
+	// RichOps adds touch, batch put, batch get and leader reads to the
+	// workload (Workload.RichOps).
+	RichOps bool
 }
 
 // Default fault spells: a fault is held 1–4 s after 0.5–2.5 s of quiet.
@@ -56,6 +62,22 @@ func rapidSpells(inject Inject) Nemesis {
 	return Nemesis{Inject: inject, QuietMin: 800 * time.Millisecond, QuietMax: 2 * time.Second,
 		HoldMin: 300 * time.Millisecond, HoldMax: time.Second}
 }
+
+// lagSpells holds a fault long enough for a follower to fall more than a
+// snapshot behind.
+func lagSpells(inject Inject) Nemesis {
+	return Nemesis{Inject: inject, QuietMin: time.Second, QuietMax: 2500 * time.Millisecond,
+		HoldMin: 2 * time.Second, HoldMax: 5 * time.Second}
+}
+
+// installSnapshots snapshots every 64 entries and keeps only 16 after a
+// snapshot, so a follower that missed more than that catches up by
+// InstallSnapshot.
+var installSnapshots = []string{"--snapshot-threshold", "64", "--snapshot-interval", "500ms", "--trailing-logs", "16"}
+
+// fastElections makes followers call an election after 300 ms without the
+// leader (hashicorp/raft's default is 1 s).
+var fastElections = []string{"--heartbeat-timeout", "300ms", "--election-timeout", "300ms", "--leader-lease-timeout", "150ms"}
 
 // tinySnapshots makes replicas snapshot every 64 entries, so snapshots are
 // written (and restored on restart) many times per run.
@@ -85,6 +107,12 @@ func Scenarios() []Scenario {
 			Name: "mixed", Nodes: 5, Nemesis: spells(Mixed),
 			Args: []string{"--snapshot-threshold", "128", "--snapshot-interval", "1s"},
 		},
+		{
+			Name: "install-snapshot", Nodes: 3, Nemesis: lagSpells(LagFollower), Args: installSnapshots, RichOps: true,
+		},
+		{Name: "api-partition", Nodes: 3, Nemesis: spells(APIPartition), APIProxies: true, RichOps: true},
+		{Name: "fast-elections", Nodes: 3, Nemesis: rapidSpells(RaftPartitions), Args: fastElections, RichOps: true},
+		{Name: "sigterm", Nodes: 3, Nemesis: spells(TermRandom), RichOps: true},
 		// Regression scenarios: one per bug found (README.md, "Bugs found").
 		{
 			Name: "regress-sdk-ambiguous-write-error", Nodes: 3, Nemesis: rapidSpells(KillLeader),
@@ -119,6 +147,10 @@ type Result struct {
 	SetMaybe int
 	Faults   int
 	Terms    int // terms seen with a leader
+	// Batches counts the batch puts sent (RichOps only).
+	Batches int
+	// SnapshotInstalls counts InstallSnapshots the replicas' logs report.
+	SnapshotInstalls int
 	// FaultExits counts replicas that died of an injected fault (expected).
 	FaultExits int
 	Elapsed    time.Duration
@@ -166,6 +198,12 @@ func (r *Result) Line() string {
 	if r.FaultExits > 0 {
 		s += fmt.Sprintf(" injected-exits=%d", r.FaultExits)
 	}
+	if r.Batches > 0 {
+		s += fmt.Sprintf(" batches=%d", r.Batches)
+	}
+	if r.SnapshotInstalls > 0 {
+		s += fmt.Sprintf(" snapshot-installs=%d", r.SnapshotInstalls)
+	}
 	if r.Artifacts != "" {
 		s += " evidence=" + r.Artifacts
 	}
@@ -205,6 +243,7 @@ func Run(ctx context.Context, sc Scenario, cfg RunConfig) *Result {
 	sctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	c, err := StartCluster(sctx, ClusterConfig{
 		Bin: bin, Nodes: sc.Nodes, Args: sc.Args, Dir: cfg.Dir, Seed: seed, Logf: logf, Failpoints: sc.Failpoints,
+		APIProxies: sc.APIProxies,
 	})
 	cancel()
 	if err != nil {
@@ -218,9 +257,11 @@ func Run(ctx context.Context, sc Scenario, cfg RunConfig) *Result {
 	set := &SetResult{}
 	findings := &Findings{}
 	tl := &Timeline{}
+	ledger := NewLedger()
 	w := Workload{
 		Keys: 5, Clients: 10, SetClients: 4, AnyReplica: 3, OpTimeout: 2 * time.Second, MaxThink: 10 * time.Millisecond,
 		KeyPrefix: "reg/", SetPrefix: "set/", Seed: seed, AllEndpoints: c.URLs(), TTL: sc.TTL,
+		RichOps: sc.RichOps, Ledger: ledger, Generations: c.Generations,
 		EndpointsOf: func(_ int, rng *rand.Rand) []string {
 			urls := c.URLs()
 			rng.Shuffle(len(urls), func(i, j int) { urls[i], urls[j] = urls[j], urls[i] })
@@ -310,6 +351,9 @@ func Run(ctx context.Context, sc Scenario, cfg RunConfig) *Result {
 
 	ops := hist.Ops()
 	res.Ops = len(ops)
+	res.Violations = append(res.Violations, ledger.CheckBatches(ops)...)
+	res.Batches = ledger.Batches()
+	res.SnapshotInstalls = c.SnapshotInstalls()
 	for _, op := range ops {
 		if op.Output.(Output).Status == StatusUnknown {
 			res.Unknown++

@@ -65,6 +65,15 @@ type Workload struct {
 	// add. It must outlast the run (and any clock jump) by far: the model
 	// has no expiry, so a key that expires is a violation or a lost write.
 	TTL time.Duration
+	// RichOps adds touch, batch put, batch get and leader reads to the
+	// register clients' mix (ops.go); Ledger must be set.
+	RichOps bool
+	// Ledger records the values puts were invoked with and the batch puts.
+	Ledger *Ledger
+	// Generations returns, per node id, how many processes of it have
+	// started (Cluster.Generation), so that leader reads are compared
+	// only within one replica process; nil skips that check.
+	Generations func() map[string]int
 }
 
 // RegisterKey names register key i.
@@ -154,6 +163,8 @@ type client struct {
 	seen     map[string]seenValue
 	seq      int
 	findings *Findings
+	// leaderReads is the last leader read served by each replica.
+	leaderReads map[string]leaderRead
 }
 
 type seenValue struct {
@@ -259,6 +270,9 @@ func (c *client) ttl(w Workload) int64 {
 }
 
 func (c *client) registerOp(ctx context.Context, w Workload, clock Clock, hist *History) {
+	if w.RichOps && c.richOp(ctx, w, clock, hist) {
+		return
+	}
 	key := w.RegisterKey(c.rng.IntN(w.Keys))
 	in := Input{Key: key}
 	p := c.rng.IntN(100)
@@ -280,6 +294,9 @@ func (c *client) registerOp(ctx context.Context, w Workload, clock Clock, hist *
 		in.Op = OpDelete
 	default:
 		in.Op, in.ExpValue, in.ExpRev = OpCASDelete, seen.value, seen.rev
+	}
+	if w.Ledger != nil && (in.Op == OpPut || in.Op == OpCAS || in.Op == OpPutAbsent) {
+		w.Ledger.invoke(key, in.Value)
 	}
 	octx, cancel := opContext(ctx, w)
 	defer cancel()
@@ -396,6 +413,9 @@ func (c *client) readYourWrite(ctx context.Context, w Workload, key string, rev 
 		return // not found: deleted since; other errors: nothing learned
 	}
 	c.checkRevisions("eventual get at MinRevision", kv, rev)
+	if w.Ledger != nil {
+		w.Ledger.observe(string(kv.Value), kv.ModRevision)
+	}
 }
 
 // checkRevisions checks a read's revisions against each other: the key was
