@@ -215,8 +215,13 @@ func (c *Cluster) Restart(i int) {
 	if r.cmd != nil {
 		c.tb.Fatalf("replica %s is running", r.ID)
 	}
+	// Raft timings of 1 s rather than the replica's 500 ms defaults: tests
+	// run replicas built with -race on loaded machines, where shorter
+	// timeouts make leaders change when a test does not expect it. WithArgs
+	// overrides them (the last flag wins).
 	args := append([]string{"--node-id", r.ID, "--api-addr", r.APIAddr, "--raft-addr", r.RaftAddr,
-		"--data-dir", r.DataDir, "--peers", c.peers, "--log-level", "warn"}, c.extra...)
+		"--data-dir", r.DataDir, "--peers", c.peers, "--log-level", "warn",
+		"--heartbeat-timeout", "1s", "--election-timeout", "1s", "--leader-lease-timeout", "500ms"}, c.extra...)
 	cmd := exec.Command(c.bin, args...)
 	// The replica dies with the test process, even when a test binary is
 	// killed or panics before its cleanups run.

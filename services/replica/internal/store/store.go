@@ -131,7 +131,10 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open raft log: %w", err)
 	}
-	logs, err := raft.NewLogCache(1024, bolt)
+	// The cache serves the newest entries to followers without reading
+	// bolt. An entry can be large (a batch of up to 500 values), so it is
+	// kept small: 1024 entries of bulk puts pinned ~60 MB.
+	logs, err := raft.NewLogCache(256, bolt)
 	if err != nil {
 		_ = bolt.Close()
 		return nil, err
