@@ -43,6 +43,18 @@ func benchClient(b *testing.B) *http.Client {
 	return &http.Client{Transport: t, Timeout: 30 * time.Second}
 }
 
+// benchClientH2C speaks HTTP/2 without TLS (prior knowledge) to the
+// gateway, which serves h2c on the same port: every client's requests share
+// one connection.
+func benchClientH2C(b *testing.B) *http.Client {
+	b.Helper()
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	t := &http.Transport{Protocols: &protocols, IdleConnTimeout: time.Minute}
+	b.Cleanup(t.CloseIdleConnections)
+	return &http.Client{Transport: t, Timeout: 30 * time.Second}
+}
+
 // runClients runs b.N requests spread over n goroutines; req makes the
 // i-th request.
 func runClients(b *testing.B, n int, client *http.Client, req func(ctx context.Context, i int) *http.Request) {
@@ -97,10 +109,16 @@ func newRequest(ctx context.Context, method, url, body string) *http.Request {
 	return req
 }
 
-// BenchmarkRESTGet reads 100 keys at the default (leader) consistency.
-func BenchmarkRESTGet(b *testing.B) {
+// BenchmarkRESTGet reads 100 keys at the default (leader) consistency
+// over HTTP/1.1 keep-alive connections.
+func BenchmarkRESTGet(b *testing.B) { benchRESTGet(b, benchClient) }
+
+// BenchmarkRESTGetH2C is BenchmarkRESTGet over HTTP/2 (h2c).
+func BenchmarkRESTGetH2C(b *testing.B) { benchRESTGet(b, benchClientH2C) }
+
+func benchRESTGet(b *testing.B, newClient func(*testing.B) *http.Client) {
 	base := benchGateway(b)
-	client := benchClient(b)
+	client := newClient(b)
 	const keys = 100
 	for i := range keys {
 		res, err := client.Do(newRequest(b.Context(), http.MethodPut, fmt.Sprintf("%s/api/v1/kv/bench:%d", base, i), `{"value": {"n": 1}}`))
