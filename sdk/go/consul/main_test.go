@@ -27,13 +27,13 @@ var (
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
 
 func runMain(m *testing.M) int {
-	tb := &mainTB{}
+	tb := concordtest.NewMainTB("concord-consul-test")
 	replicas = concordtest.Start(tb, 3).URLs()
 	registry = newFakeConsul(replicas)
 	consulAddr = registry.srv.Listener.Addr().String()
 	code := m.Run()
 	registry.close()
-	tb.runCleanups()
+	tb.Close()
 	if err := goleak.Find(); err != nil && code == 0 {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -117,47 +117,4 @@ func (f *fakeConsul) health(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-}
-
-// mainTB is the testing.TB concordtest needs in TestMain, where there is
-// no *testing.T; a failure stops the test binary.
-type mainTB struct {
-	testing.TB // nil: any other method panics
-	cleanups   []func()
-}
-
-func (*mainTB) Helper() {}
-
-func (tb *mainTB) Cleanup(f func()) { tb.cleanups = append(tb.cleanups, f) }
-
-func (tb *mainTB) runCleanups() {
-	for i := len(tb.cleanups) - 1; i >= 0; i-- {
-		tb.cleanups[i]()
-	}
-	tb.cleanups = nil
-}
-
-func (tb *mainTB) TempDir() string {
-	dir, err := os.MkdirTemp("", "concord-consul-test")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return dir
-}
-
-func (*mainTB) Log(args ...any) { fmt.Fprintln(os.Stderr, args...) }
-
-func (*mainTB) Logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
-
-func (tb *mainTB) Fatal(args ...any) {
-	tb.Log(args...)
-	tb.runCleanups()
-	os.Exit(1)
-}
-
-func (tb *mainTB) Fatalf(format string, args ...any) {
-	tb.Logf(format, args...)
-	tb.runCleanups()
-	os.Exit(1)
 }

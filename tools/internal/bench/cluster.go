@@ -55,6 +55,33 @@ func (cf *clusterFlags) dir() (string, func(), error) {
 	return dir, func() { _ = os.RemoveAll(dir) }, nil
 }
 
+// start makes the work directory and starts cf.nodes replica processes in
+// it (env added to their environment, extra to their flags). stop kills
+// them and removes the directory if it was made here; call it even after an
+// error.
+func (cf *clusterFlags) start(env []string, extra ...string) (c *procCluster, dir string, stop func(), err error) {
+	dir, cleanup, err := cf.dir()
+	if err != nil {
+		return nil, "", func() {}, err
+	}
+	c, err = newProcCluster(*cf, dir, env)
+	if err != nil {
+		return nil, dir, cleanup, err
+	}
+	stop = func() { c.close(); cleanup() }
+	return c, dir, stop, c.startAll(extra...)
+}
+
+// addBulkLoadFlags adds the flags of a bulk load of l.Keys keys by writers
+// concurrent writers.
+func addBulkLoadFlags(fs *flag.FlagSet, l *Load, writers *int) {
+	fs.IntVar(&l.Keys, "keys", 1000000, "keys to load")
+	fs.IntVar(&l.KeySize, "key-size", 16, "key length in bytes")
+	fs.IntVar(&l.ValueSize, "value-size", 100, "value length in bytes")
+	fs.IntVar(&l.BatchSize, "batch", 500, "keys per bulk put")
+	fs.IntVar(writers, "writers", 4, "concurrent bulk-put writers during the load")
+}
+
 // procNode is one replica process of a procCluster.
 type procNode struct {
 	id      string

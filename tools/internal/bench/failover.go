@@ -75,17 +75,9 @@ Flags:
 	if cf.nodes < 3 || runs < 1 || clients < 1 {
 		return fmt.Errorf("need --nodes >= 3, --runs >= 1 and --clients >= 1")
 	}
-	dir, cleanup, err := cf.dir()
+	c, dir, stop, err := cf.start(nil)
+	defer stop()
 	if err != nil {
-		return err
-	}
-	defer cleanup()
-	c, err := newProcCluster(cf, dir, nil)
-	if err != nil {
-		return err
-	}
-	defer c.close()
-	if err := c.startAll(); err != nil {
 		return err
 	}
 	_, _ = fmt.Fprintf(stderr, "failover: %d replicas, data in %s\n", cf.nodes, dir)

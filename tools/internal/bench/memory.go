@@ -51,11 +51,7 @@ func runMemory(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		writers int
 	)
 	cf.add(fs, 1)
-	fs.IntVar(&l.Keys, "keys", 1000000, "keys to load")
-	fs.IntVar(&l.KeySize, "key-size", 16, "key length in bytes")
-	fs.IntVar(&l.ValueSize, "value-size", 100, "value length in bytes")
-	fs.IntVar(&l.BatchSize, "batch", 500, "keys per bulk put")
-	fs.IntVar(&writers, "writers", 4, "concurrent bulk-put writers during the load")
+	addBulkLoadFlags(fs, &l, &writers)
 	fs.Usage = func() {
 		_, _ = fmt.Fprintf(fs.Output(), `Usage: concord-bench memory [flags]
 
@@ -83,17 +79,9 @@ Flags:
 	if err := l.Validate(); err != nil {
 		return err
 	}
-	dir, cleanup, err := cf.dir()
+	c, dir, stop, err := cf.start([]string{"GODEBUG=gctrace=1"})
+	defer stop()
 	if err != nil {
-		return err
-	}
-	defer cleanup()
-	c, err := newProcCluster(cf, dir, []string{"GODEBUG=gctrace=1"})
-	if err != nil {
-		return err
-	}
-	defer c.close()
-	if err := c.startAll(); err != nil {
 		return err
 	}
 	if err := c.waitReady(ctx); err != nil {

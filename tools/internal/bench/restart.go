@@ -63,11 +63,7 @@ func runRestart(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		from    string
 	)
 	cf.add(fs, 1)
-	fs.IntVar(&l.Keys, "keys", 1000000, "keys to load")
-	fs.IntVar(&l.KeySize, "key-size", 16, "key length in bytes")
-	fs.IntVar(&l.ValueSize, "value-size", 100, "value length in bytes")
-	fs.IntVar(&l.BatchSize, "batch", 500, "keys per bulk put")
-	fs.IntVar(&writers, "writers", 4, "concurrent bulk-put writers during the load")
+	addBulkLoadFlags(fs, &l, &writers)
 	fs.IntVar(&runs, "runs", 3, "restarts measured per --from")
 	fs.StringVar(&from, "from", "log,snapshot", "what the replicas restart from: log (Raft log replay only), snapshot (a snapshot covering every key), or both")
 	fs.Usage = func() {
@@ -107,17 +103,9 @@ Flags:
 	if runs < 1 {
 		return errors.New("runs must be >= 1")
 	}
-	dir, cleanup, err := cf.dir()
+	c, dir, stop, err := cf.start(nil, noSnapshots)
+	defer stop()
 	if err != nil {
-		return err
-	}
-	defer cleanup()
-	c, err := newProcCluster(cf, dir, nil)
-	if err != nil {
-		return err
-	}
-	defer c.close()
-	if err := c.startAll(noSnapshots); err != nil {
 		return err
 	}
 	if err := c.waitReady(ctx); err != nil {
