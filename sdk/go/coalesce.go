@@ -1,8 +1,11 @@
 package concord
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +30,12 @@ import (
 // for puts, strong and eventual gets alike (fewer, larger batches: less CPU
 // per call, the bottleneck).
 const coalesceInflight = 2
+
+// coalesceMaxBytes bounds the keys and values of one batch of Puts, so that
+// a batch stays under the request limits a single Put meets (a gateway
+// takes 2 MiB bodies by default, a value is at most 1 MiB): a larger value
+// goes in a batch of its own.
+const coalesceMaxBytes = 1 << 20
 
 // coalescer holds the lanes of one Client.
 type coalescer struct {
@@ -155,17 +164,28 @@ func itemVerdict(err error) bool {
 	return false
 }
 
+// removeCall takes c out of q (slices.Delete clears the freed slot, so the
+// queue keeps no pointer to it).
 func removeCall[C comparable](q []C, c C) []C {
-	for i, x := range q {
-		if x == c {
-			return append(q[:i], q[i+1:]...)
-		}
+	if i := slices.Index(q, c); i >= 0 {
+		return slices.Delete(q, i, i+1)
 	}
 	return q
 }
 
+// withTimeout gives ctx the client's timeout if it has no deadline, as do
+// would: a call that waits in a queue counts that wait in its timeout.
+func (co *coalescer) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, co.c.opts.timeout)
+}
+
 // get reads key through the coalescer.
 func (co *coalescer) get(ctx context.Context, k getLaneKey, key string) (*KV, error) {
+	ctx, cancel := co.withTimeout(ctx)
+	defer cancel()
 	co.mu.Lock()
 	l := co.gets[k]
 	if l == nil {
@@ -175,12 +195,13 @@ func (co *coalescer) get(ctx context.Context, k getLaneKey, key string) (*KV, er
 	if l.inflight < coalesceInflight && len(l.queue) == 0 {
 		l.inflight++
 		co.mu.Unlock()
-		kv, err := co.c.getOne(ctx, co.getRequest(k, key), k.toLeader)
-		co.mu.Lock()
-		l.inflight--
-		co.startGetsLocked(k, l)
-		co.mu.Unlock()
-		return kv, err
+		defer func() { // deferred: a panic in a transport must not leak the slot
+			co.mu.Lock()
+			l.inflight--
+			co.startGetsLocked(k, l)
+			co.mu.Unlock()
+		}()
+		return co.c.getOne(ctx, co.getRequest(k, key), k.toLeader)
 	}
 	gc := &getCall{call: call{ctx: ctx, done: make(chan struct{})}, key: key}
 	l.queue = append(l.queue, gc)
@@ -205,7 +226,7 @@ func (co *coalescer) startGetsLocked(k getLaneKey, l *lane[*getCall]) {
 		n := min(len(l.queue), MaxBatchItems)
 		calls := make([]*getCall, n)
 		copy(calls, l.queue)
-		l.queue = append(l.queue[:0], l.queue[n:]...)
+		l.queue = slices.Delete(l.queue, 0, n)
 		base := make([]*call, n)
 		for i, gc := range calls {
 			base[i] = &gc.call
@@ -265,9 +286,15 @@ func (co *coalescer) runGets(ctx context.Context, f *flight, k getLaneKey, l *la
 	for _, kv := range resp.GetKvs() {
 		found[kv.GetKey()] = kv
 	}
+	answered := make(map[string]bool, len(calls))
 	for _, gc := range calls {
 		if kv := found[gc.key]; kv != nil {
 			gc.kv = toKV(kv, resp.GetHeader())
+			if answered[gc.key] {
+				// Callers of one key each get their own value to change.
+				gc.kv.Value = bytes.Clone(gc.kv.Value)
+			}
+			answered[gc.key] = true
 		} else {
 			gc.err = fmt.Errorf("get: %w: key %q not found", ErrNotFound, gc.key)
 		}
@@ -277,19 +304,28 @@ func (co *coalescer) runGets(ctx context.Context, f *flight, k getLaneKey, l *la
 
 // put writes one unconditional item through the coalescer.
 func (co *coalescer) put(ctx context.Context, item *concordv1.PutItem) (WriteResult, error) {
+	ctx, cancel := co.withTimeout(ctx)
+	defer cancel()
 	co.mu.Lock()
 	l := &co.puts
 	if l.inflight < coalesceInflight && len(l.queue) == 0 {
 		l.inflight++
 		co.mu.Unlock()
-		res, err := co.c.putOne(ctx, putRequest(item))
-		co.mu.Lock()
-		l.inflight--
-		co.startPutsLocked()
-		co.mu.Unlock()
-		return res, err
+		defer func() { // deferred: a panic in a transport must not leak the slot
+			co.mu.Lock()
+			l.inflight--
+			co.startPutsLocked()
+			co.mu.Unlock()
+		}()
+		return co.c.putOne(ctx, putRequest(item))
 	}
-	pc := &putCall{call: call{ctx: ctx, done: make(chan struct{})}, item: item}
+	// A queued write may be sent after its caller has returned (timed out):
+	// it takes its own copy of the value, which the caller may reuse.
+	queued := &concordv1.PutItem{
+		Key: item.GetKey(), Value: bytes.Clone(item.GetValue()), TtlSeconds: item.GetTtlSeconds(),
+		ContentType: item.GetContentType(), Compress: item.Compress,
+	}
+	pc := &putCall{call: call{ctx: ctx, done: make(chan struct{})}, item: queued}
 	l.queue = append(l.queue, pc)
 	co.mu.Unlock()
 	if !co.wait(&pc.call, func() { l.queue = removeCall(l.queue, pc) }) {
@@ -316,10 +352,12 @@ func (co *coalescer) startPutsLocked() {
 	for l.inflight < coalesceInflight && len(l.queue) > 0 {
 		var calls []*putCall
 		var keys map[string]bool
+		size := 0
 		rest := l.queue[:0]
 		for _, pc := range l.queue {
 			k := pc.item.GetKey()
-			if len(calls) == MaxBatchItems || keys[k] {
+			n := len(k) + len(pc.item.GetValue())
+			if len(calls) == MaxBatchItems || keys[k] || len(calls) > 0 && size+n > coalesceMaxBytes {
 				rest = append(rest, pc)
 				continue
 			}
@@ -327,6 +365,7 @@ func (co *coalescer) startPutsLocked() {
 				keys = make(map[string]bool, len(l.queue))
 			}
 			keys[k] = true
+			size += n
 			calls = append(calls, pc)
 		}
 		clear(l.queue[len(rest):])
@@ -340,6 +379,9 @@ func (co *coalescer) startPutsLocked() {
 		go co.runPuts(ctx, f, calls)
 	}
 }
+
+// errCallersLeft ends a batch whose callers have all given up.
+var errCallersLeft = errors.New("every caller of the batch gave up")
 
 // runPuts sends one batch of Puts and answers its callers.
 func (co *coalescer) runPuts(ctx context.Context, f *flight, calls []*putCall) {
@@ -356,13 +398,22 @@ func (co *coalescer) runPuts(ctx context.Context, f *flight, calls []*putCall) {
 		close(pc.done)
 		return
 	}
-	req := &concordv1.BatchPutRequest{Items: make([]*concordv1.PutItem, len(calls))}
-	for i, pc := range calls {
-		req.Items[i] = pc.item
-	}
 	var res WriteResult
 	var refused bool
 	err := co.c.do(ctx, "put", writeCall, true, func(ctx context.Context, e *endpoint) error {
+		// Only the writes of callers still waiting go out: a retry follows
+		// a failure that wrote nothing, and a caller that gave up has been
+		// told "outcome unknown", so its write must not land later (after
+		// a newer write of the same key, say).
+		req := &concordv1.BatchPutRequest{Items: make([]*concordv1.PutItem, 0, len(calls))}
+		for _, pc := range calls {
+			if pc.ctx.Err() == nil {
+				req.Items = append(req.Items, pc.item)
+			}
+		}
+		if len(req.Items) == 0 {
+			return errCallersLeft // nothing sent: every caller has returned
+		}
 		resp, err := e.kv.BatchPut(ctx, connect.NewRequest(req))
 		if err != nil {
 			// A verdict means nothing was written (BatchPut is atomic): the

@@ -1,6 +1,7 @@
 package concord_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -443,5 +444,103 @@ func TestCoalescingOff(t *testing.T) {
 	wg.Wait()
 	if got := g.sent(); got["Put"] != 2*concord.CoalesceInflight || got["BatchPut"] != 0 {
 		t.Errorf("sent %v; want only single Puts", got)
+	}
+}
+
+func TestCoalescedPutsSplitByBytes(t *testing.T) {
+	ctx := t.Context()
+	g := newGate()
+	cl := gatedClient(t, g)
+	wait := fillLane(t, g, func() error {
+		_, err := cl.Put(ctx, "coalesce-big/held", []byte("x"))
+		return err
+	})
+	// Three values of 600 KiB: no two fit in one batch's 1 MiB, so each
+	// goes alone (as a plain Put), as it would have without coalescing.
+	const n = 3
+	big := bytes.Repeat([]byte("v"), 600<<10)
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := cl.Put(ctx, fmt.Sprintf("coalesce-big/%d", i), big)
+			errs <- err
+		}()
+	}
+	waitFor(t, "the queued calls", func() bool { return concord.Queued(cl) == n })
+	g.open()
+	wait()
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatalf("Put: %v", err)
+		}
+	}
+	if got := g.sent(); got["BatchPut"] != 0 || got["Put"] != concord.CoalesceInflight+n {
+		t.Errorf("sent %v; want no BatchPut and %d Puts", got, concord.CoalesceInflight+n)
+	}
+}
+
+func TestCoalescedValuesAreTheCallersOwn(t *testing.T) {
+	ctx := t.Context()
+	if _, err := newClient(t, cluster(t).URLs()).Put(ctx, "coalesce-own/k", []byte("value")); err != nil {
+		t.Fatal(err)
+	}
+	g := newGate()
+	cl := gatedClient(t, g)
+	wait := fillLane(t, g, func() error {
+		_, err := cl.Get(ctx, "coalesce-own/k")
+		return err
+	})
+	// Three Gets of one key share a BatchGet; each gets its own bytes.
+	const n = 3
+	kvs := make(chan *concord.KV, n)
+	for range n {
+		go func() {
+			kv, err := cl.Get(ctx, "coalesce-own/k")
+			if err != nil {
+				t.Error(err)
+			}
+			kvs <- kv
+		}()
+	}
+	waitFor(t, "the queued calls", func() bool { return concord.Queued(cl) == n })
+	g.open()
+	wait()
+	var got []*concord.KV
+	for range n {
+		if kv := <-kvs; kv != nil {
+			got = append(got, kv)
+		}
+	}
+	if len(got) != n {
+		t.Fatalf("%d of %d Gets answered", len(got), n)
+	}
+	got[0].Value[0] = 'X'
+	for _, kv := range got[1:] {
+		if string(kv.Value) != "value" {
+			t.Errorf("another caller's change shows: %q", kv.Value)
+		}
+	}
+
+	// A queued Put whose caller reuses its buffer at once (as after a
+	// timeout) still writes what it was given.
+	wait = fillLane(t, g, func() error {
+		_, err := cl.Put(ctx, "coalesce-own/held", []byte("x"))
+		return err
+	})
+	buf := []byte("written")
+	putErr := make(chan error, 1)
+	go func() {
+		_, err := cl.Put(ctx, "coalesce-own/p", buf)
+		putErr <- err
+	}()
+	waitFor(t, "the queued put", func() bool { return concord.Queued(cl) == 1 })
+	copy(buf, "changed")
+	g.open()
+	wait()
+	if err := <-putErr; err != nil {
+		t.Fatal(err)
+	}
+	if kv, err := cl.Get(ctx, "coalesce-own/p"); err != nil || string(kv.Value) != "written" {
+		t.Errorf("Get(coalesce-own/p) = %v, %v; want written", kv, err)
 	}
 }
