@@ -192,9 +192,16 @@ func TestClusterMembershipCommands(t *testing.T) {
 		t.Fatalf("add --nonvoter: %q", out)
 	}
 	c.Include(n5)
-	out := r.must("cluster", "members")
-	if !strings.Contains(out, "LAST CONTACT") || !regexp.MustCompile(`(?m)^n5\s+follower\s+nonvoter\s`).MatchString(out) {
-		t.Fatalf("members table:\n%s", out)
+	// The leader reports n5 as a follower once it has reached it: poll.
+	nonvoterRow := regexp.MustCompile(`(?m)^n5\s+follower\s+nonvoter\s`)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		out := r.must("cluster", "members")
+		if strings.Contains(out, "LAST CONTACT") && nonvoterRow.MatchString(out) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("members table:\n%s", out)
+		}
 	}
 	c.Exclude(n5)
 	c.Kill(n5)
