@@ -23,6 +23,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -127,7 +128,14 @@ func Open(cfg Config) (*Store, error) {
 		Level:  hclog.LevelFromString(cfg.RaftLogLevel),
 		Output: cfg.RaftLogOutput,
 	})
-	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")})
+	// The free-page list is not written at every commit but rebuilt when
+	// the file is opened (as Consul does): a Raft log whose head is
+	// truncated after every snapshot leaves a long free list, and writing
+	// it out made each commit larger. Every commit is still fsynced.
+	bolt, err := raftboltdb.New(raftboltdb.Options{
+		Path:        filepath.Join(cfg.DataDir, "raft.db"),
+		BoltOptions: &bbolt.Options{NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},
+	})
 	if err != nil {
 		return nil, fmt.Errorf("open raft log: %w", err)
 	}
