@@ -3,9 +3,11 @@ package store
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	raftv1 "github.com/concord-kv/concord/proto/gen/go/concord/raft/v1"
 	concordv1 "github.com/concord-kv/concord/proto/gen/go/concord/v1"
@@ -17,16 +19,21 @@ import (
 // Entry is one stored key. Entries are immutable once in the tree: a write
 // replaces the pointer, so snapshots (lazy tree clones) and readers that hold
 // an *Entry never see it change.
+//
+// The layout is kept at 96 bytes (a runtime size class) because there is one
+// Entry per key: ContentType is interned by the FSM, and OriginalSize (the
+// uncompressed length, bounded by the value size limit) is 32 bits next to
+// the 32-bit Compression.
 type Entry struct {
 	Key            string
 	Value          []byte // as stored: compressed when Compression says so
 	ContentType    string
 	Compression    concordv1.CompressionAlgorithm
+	OriginalSize   uint32
 	CreateRevision uint64
 	ModRevision    uint64
 	Version        uint64
 	ExpiresAtMs    int64 // unix ms; 0 = never
-	OriginalSize   uint64
 }
 
 // Live reports whether the entry is visible at nowMs.
@@ -35,7 +42,7 @@ func (e *Entry) Live(nowMs int64) bool {
 }
 
 func (e *Entry) memSize() uint64 {
-	return uint64(len(e.Key)+len(e.Value)+len(e.ContentType)) + 96
+	return uint64(len(e.Key)+len(e.Value)) + uint64(unsafe.Sizeof(Entry{}))
 }
 
 type expiryItem struct {
@@ -64,6 +71,10 @@ type FSM struct {
 	expiry  *btree.BTreeG[expiryItem]
 	members map[string]string // node id -> API address; replaced, never mutated
 	mem     uint64
+	// ctypes interns content types: nearly every entry has one of a few
+	// (application/octet-stream, application/json), and one shared string
+	// saves an allocation per key.
+	ctypes map[string]string
 
 	applied   atomic.Uint64
 	waitMu    sync.Mutex
@@ -76,6 +87,7 @@ func NewFSM() *FSM {
 		data:      btree.NewG(32, entryLess),
 		expiry:    btree.NewG(32, expiryLess),
 		members:   map[string]string{},
+		ctypes:    map[string]string{},
 		appliedCh: make(chan struct{}),
 	}
 }
@@ -238,12 +250,12 @@ func (f *FSM) putLocked(p *raftv1.Put, now int64, idx uint64) {
 	e := &Entry{
 		Key:            p.GetKey(),
 		Value:          p.GetValue(),
-		ContentType:    p.GetContentType(),
+		ContentType:    f.intern(p.GetContentType()),
 		Compression:    p.GetCompression(),
+		OriginalSize:   originalSize(p.GetOriginalSize()),
 		CreateRevision: idx,
 		ModRevision:    idx,
 		Version:        1,
-		OriginalSize:   p.GetOriginalSize(),
 	}
 	if ttl := p.GetTtlMs(); ttl > 0 {
 		e.ExpiresAtMs = now + ttl
@@ -253,6 +265,30 @@ func (f *FSM) putLocked(p *raftv1.Put, now int64, idx uint64) {
 		e.Version = cur.Version + 1
 	}
 	f.replaceLocked(e)
+}
+
+// maxInternedContentTypes bounds the intern table: content types are
+// client-chosen, and a client that writes many distinct ones gets them stored
+// per entry, not a table that grows forever.
+const maxInternedContentTypes = 64
+
+// intern returns the FSM's shared copy of ct. Callers hold f.mu for writing
+// (or own an FSM no one else sees yet).
+func (f *FSM) intern(ct string) string {
+	if s, ok := f.ctypes[ct]; ok {
+		return s
+	}
+	if len(f.ctypes) < maxInternedContentTypes {
+		f.ctypes[ct] = ct
+	}
+	return ct
+}
+
+// originalSize narrows a command's uncompressed size to the Entry field.
+// Values are far below 4 GiB (the value size limit), and the size is only a
+// hint that bounds decompression, so saturating is safe.
+func originalSize(n uint64) uint32 {
+	return uint32(min(n, math.MaxUint32))
 }
 
 func (f *FSM) touchLocked(t *raftv1.Touch, now int64) bool {

@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 	"time"
+	"unsafe"
 
 	raftv1 "github.com/concord-kv/concord/proto/gen/go/concord/raft/v1"
 	concordv1 "github.com/concord-kv/concord/proto/gen/go/concord/v1"
@@ -917,4 +919,60 @@ func TestReadRevisionCoversWhatWasRead(t *testing.T) {
 	}
 	close(stop)
 	<-done
+}
+
+// There is one Entry per key, so its size is the per-key overhead: 96 bytes
+// is a runtime size class, one byte more costs 16 (the next class, 112).
+func TestEntryFitsItsSizeClass(t *testing.T) {
+	if got := unsafe.Sizeof(Entry{}); got != 96 {
+		t.Fatalf("Entry is %d bytes, want 96 (reorder or shrink the new field)", got)
+	}
+}
+
+func TestFSMInternsContentTypesUpToTheBound(t *testing.T) {
+	h := newHarness(t)
+	put := func(key, ct string) *Entry {
+		t.Helper()
+		// A fresh string each time, as decoding a command gives.
+		ct = string([]byte(ct))
+		h.mustOK(t0, &raftv1.Command{Op: &raftv1.Command_Put{Put: &raftv1.Put{Key: key, Value: []byte("v"), ContentType: ct}}})
+		e, _ := h.f.Get(key, t0)
+		if e == nil || e.ContentType != ct {
+			t.Fatalf("%s: got %+v, want content type %q", key, e, ct)
+		}
+		return e
+	}
+	a, b := put("a", "application/json"), put("b", "application/json")
+	if unsafe.StringData(a.ContentType) != unsafe.StringData(b.ContentType) {
+		t.Fatal("two entries with the same content type hold two copies")
+	}
+	for i := range 2 * maxInternedContentTypes {
+		put(fmt.Sprintf("k%03d", i), fmt.Sprintf("application/x-%d", i))
+	}
+	if n := len(h.f.ctypes); n != maxInternedContentTypes {
+		t.Fatalf("intern table holds %d content types, want the bound %d", n, maxInternedContentTypes)
+	}
+
+	// Restore interns too, and a restored FSM reads back the same types.
+	restored := NewFSM()
+	if err := restored.Restore(readCloser(snapshotBytes(t, h.f))); err != nil {
+		t.Fatal(err)
+	}
+	ra, _ := restored.Get("a", t0)
+	rb, _ := restored.Get("b", t0)
+	if ra.ContentType != "application/json" || unsafe.StringData(ra.ContentType) != unsafe.StringData(rb.ContentType) {
+		t.Fatalf("restored entries: %q and %q, want one shared application/json", ra.ContentType, rb.ContentType)
+	}
+	if diff := cmp.Diff(stateOf(h.f), stateOf(restored), stateOpts); diff != "" {
+		t.Fatalf("restored state (-want +got):\n%s", diff)
+	}
+}
+
+func TestFSMOriginalSizeSaturates(t *testing.T) {
+	if got := originalSize(1 << 40); got != math.MaxUint32 {
+		t.Fatalf("originalSize(1<<40) = %d, want %d", got, uint32(math.MaxUint32))
+	}
+	if got := originalSize(100); got != 100 {
+		t.Fatalf("originalSize(100) = %d", got)
+	}
 }

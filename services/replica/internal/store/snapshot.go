@@ -71,7 +71,7 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 	s.data.Ascend(func(e *Entry) bool {
 		pe.Key, pe.Value, pe.ContentType, pe.Compression = e.Key, e.Value, e.ContentType, e.Compression
 		pe.CreateRevision, pe.ModRevision, pe.Version = e.CreateRevision, e.ModRevision, e.Version
-		pe.ExpiresAtUnixMs, pe.OriginalSize = e.ExpiresAtMs, e.OriginalSize
+		pe.ExpiresAtUnixMs, pe.OriginalSize = e.ExpiresAtMs, uint64(e.OriginalSize)
 		rec.Record = &raftv1.SnapshotRecord_Entry{Entry: pe}
 		_, err = protodelim.MarshalTo(bw, rec)
 		return err == nil
@@ -94,7 +94,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return err
 	}
 	f.mu.Lock()
-	f.data, f.expiry, f.members, f.mem = fresh.data, fresh.expiry, fresh.members, fresh.mem
+	f.data, f.expiry, f.members, f.mem, f.ctypes = fresh.data, fresh.expiry, fresh.members, fresh.mem, fresh.ctypes
 	f.applied.Store(applied)
 	f.mu.Unlock()
 	f.notifyApplied()
@@ -131,9 +131,9 @@ func (f *FSM) load(r io.Reader) (uint64, error) {
 				return 0, fmt.Errorf("snapshot record %d: empty key", n)
 			}
 			f.replaceLocked(&Entry{
-				Key: pe.GetKey(), Value: pe.GetValue(), ContentType: pe.GetContentType(), Compression: pe.GetCompression(),
+				Key: pe.GetKey(), Value: pe.GetValue(), ContentType: f.intern(pe.GetContentType()), Compression: pe.GetCompression(),
 				CreateRevision: pe.GetCreateRevision(), ModRevision: pe.GetModRevision(), Version: pe.GetVersion(),
-				ExpiresAtMs: pe.GetExpiresAtUnixMs(), OriginalSize: pe.GetOriginalSize(),
+				ExpiresAtMs: pe.GetExpiresAtUnixMs(), OriginalSize: originalSize(pe.GetOriginalSize()),
 			})
 			n++
 		default:

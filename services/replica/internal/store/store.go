@@ -114,6 +114,9 @@ type Store struct {
 	done chan struct{}
 }
 
+// logCacheEntries is how many of the newest log entries stay in memory.
+const logCacheEntries = 64
+
 // Open starts raft on the data directory, bootstrapping if asked and empty.
 func Open(cfg Config) (*Store, error) {
 	cfg.setDefaults()
@@ -141,8 +144,10 @@ func Open(cfg Config) (*Store, error) {
 	}
 	// The cache serves the newest entries to followers without reading
 	// bolt. An entry can be large (a batch of up to 500 values), so it is
-	// kept small: 1024 entries of bulk puts pinned ~60 MB.
-	logs, err := raft.NewLogCache(256, bolt)
+	// kept small: 1024 entries of bulk puts pinned ~60 MB, 256 ~16 MB. A
+	// follower that keeps up (pipelined replication) needs only the last few;
+	// one that lags further reads bolt.
+	logs, err := raft.NewLogCache(logCacheEntries, bolt)
 	if err != nil {
 		_ = bolt.Close()
 		return nil, err
