@@ -41,6 +41,8 @@ func (e *Entry) Live(nowMs int64) bool {
 	return e.ExpiresAtMs == 0 || e.ExpiresAtMs > nowMs
 }
 
+// memSize estimates the bytes e holds. The content type is not counted:
+// nearly always it is one of the interned, shared strings.
 func (e *Entry) memSize() uint64 {
 	return uint64(len(e.Key)+len(e.Value)) + uint64(unsafe.Sizeof(Entry{}))
 }
@@ -87,7 +89,7 @@ func NewFSM() *FSM {
 		data:      btree.NewG(32, entryLess),
 		expiry:    btree.NewG(32, expiryLess),
 		members:   map[string]string{},
-		ctypes:    map[string]string{},
+		ctypes:    commonContentTypes(),
 		appliedCh: make(chan struct{}),
 	}
 }
@@ -271,6 +273,17 @@ func (f *FSM) putLocked(p *raftv1.Put, now int64, idx uint64) {
 // client-chosen, and a client that writes many distinct ones gets them stored
 // per entry, not a table that grows forever.
 const maxInternedContentTypes = 64
+
+// commonContentTypes seeds the intern table with the types the SDK and the
+// gateway write, so that the table filling up with a client's unusual
+// types first cannot cost the common ones their sharing.
+func commonContentTypes() map[string]string {
+	m := map[string]string{}
+	for _, ct := range []string{"", "application/octet-stream", "application/json", "text/plain"} {
+		m[ct] = ct
+	}
+	return m
+}
 
 // intern returns the FSM's shared copy of ct. Callers hold f.mu for writing
 // (or own an FSM no one else sees yet).

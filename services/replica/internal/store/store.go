@@ -144,9 +144,12 @@ func Open(cfg Config) (*Store, error) {
 	}
 	// The cache serves the newest entries to followers without reading
 	// bolt. An entry can be large (a batch of up to 500 values), so it is
-	// kept small: 1024 entries of bulk puts pinned ~60 MB, 256 ~16 MB. A
-	// follower that keeps up (pipelined replication) needs only the last few;
-	// one that lags further reads bolt.
+	// kept small: 1024 entries of bulk puts pinned ~60 MB, 256 ~16 MB. With
+	// SDK clients (which coalesce writes into batch RPCs) the leader stores
+	// a few entries at a time and a follower that keeps up reads only those;
+	// a group larger than the cache (up to MaxAppendEntries, from many
+	// independent writers) or a lagging follower reads the rest from bolt:
+	// slower, never wrong.
 	logs, err := raft.NewLogCache(logCacheEntries, bolt)
 	if err != nil {
 		_ = bolt.Close()
