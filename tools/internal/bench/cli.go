@@ -5,9 +5,7 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"os/signal"
 	"strings"
@@ -37,8 +35,18 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return runRestart(ctx, args[1:], stdout, stderr)
 		}
 	}
-	fs := flag.NewFlagSet("concord-bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("concord-bench", `Usage: concord-bench [flags]
+       concord-bench compare [flags]   Concord vs etcd side by side
+       concord-bench fsm [flags]       in-process FSM micro-benchmarks
+       concord-bench memory [flags]    memory and disk bytes per key
+       concord-bench failover [flags]  leader kill -9 to first acknowledged write
+       concord-bench restart [flags]   restart to first strong read
+(see concord-bench MODE -h)
+
+Runs one load against one system and prints a line and a JSON line.
+
+Flags:
+`, stderr)
 	var (
 		target, endpoints, consistency string
 		conns                          int
@@ -51,25 +59,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.IntVar(&conns, "conns", 16, "HTTP or gRPC connections for the rest and etcd targets")
 	addLoadFlags(fs, &l)
 	fs.BoolVar(&preload, "preload", true, "write every key once before measuring")
-	fs.Usage = func() {
-		_, _ = fmt.Fprintf(fs.Output(), `Usage: concord-bench [flags]
-       concord-bench compare [flags]   Concord vs etcd side by side
-       concord-bench fsm [flags]       in-process FSM micro-benchmarks
-       concord-bench memory [flags]    memory and disk bytes per key
-       concord-bench failover [flags]  leader kill -9 to first acknowledged write
-       concord-bench restart [flags]   restart to first strong read
-(see concord-bench MODE -h)
-
-Runs one load against one system and prints a line and a JSON line.
-
-Flags:
-`)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if done, err := parseFlags(fs, args); done {
 		return err
 	}
 	if err := l.Validate(); err != nil {

@@ -3,8 +3,6 @@ package bench
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -39,8 +37,16 @@ type system struct {
 }
 
 func runCompare(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("concord-bench compare", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("concord-bench compare", `Usage: concord-bench compare [flags]
+
+Starts a 3-node etcd and a 3-node Concord on 127.0.0.1 with the same
+durability (fsync on, separate data dirs), runs put, strong/linearizable get
+and eventual/serializable get at each client count against both, prints a
+table with the Concord/etcd ratios, stops everything, and ends with one JSON
+line.
+
+Flags:
+`, stderr)
 	var cc compareConfig
 	var clients string
 	secs, _ := strconv.Atoi(getenv("BENCH_SECONDS"))
@@ -56,23 +62,7 @@ func runCompare(ctx context.Context, args []string, getenv func(string) string, 
 	fs.StringVar(&cc.replicaBin, "replica-bin", ".tmp/bin/replica", "Concord replica binary (make build)")
 	fs.StringVar(&cc.etcdBin, "etcd-bin", "etcd", "etcd server binary (Debian's etcd-server)")
 	fs.StringVar(&cc.workDir, "work-dir", "", "where both clusters keep their data (default a temp dir, removed after)")
-	fs.Usage = func() {
-		_, _ = fmt.Fprintf(fs.Output(), `Usage: concord-bench compare [flags]
-
-Starts a 3-node etcd and a 3-node Concord on 127.0.0.1 with the same
-durability (fsync on, separate data dirs), runs put, strong/linearizable get
-and eventual/serializable get at each client count against both, prints a
-table with the Concord/etcd ratios, stops everything, and ends with one JSON
-line.
-
-Flags:
-`)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if done, err := parseFlags(fs, args); done {
 		return err
 	}
 	for _, s := range strings.Split(clients, ",") {

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"sync"
@@ -34,8 +33,19 @@ type FailoverResult struct {
 const failoverTarget = 2 * time.Second
 
 func runFailover(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("concord-bench failover", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("concord-bench failover", fmt.Sprintf(`Usage: concord-bench failover [flags]
+
+Starts a cluster of replica processes (default Raft timeouts unless
+--replica-args says otherwise) and a steady write load: each writer sends
+single puts over Connect to one replica, stays on it while it accepts, and
+moves to the next replica after an error (10 ms pause). Each run finds the
+leader, kills it with SIGKILL, and measures the time from the kill to the
+first acknowledged write that was sent after the kill (target <= %s);
+then restarts the killed replica and waits for the cluster to be ready.
+Prints each run and min/median/max, and ends with a JSON line.
+
+Flags:
+`, failoverTarget), stderr)
 	var (
 		cf         clusterFlags
 		runs       int
@@ -50,26 +60,7 @@ func runFailover(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.IntVar(&valueSize, "value-size", 100, "value length in bytes")
 	fs.DurationVar(&steady, "steady", 2*time.Second, "steady load before each kill")
 	fs.DurationVar(&reqTimeout, "request-timeout", time.Second, "deadline of each write")
-	fs.Usage = func() {
-		_, _ = fmt.Fprintf(fs.Output(), `Usage: concord-bench failover [flags]
-
-Starts a cluster of replica processes (default Raft timeouts unless
---replica-args says otherwise) and a steady write load: each writer sends
-single puts over Connect to one replica, stays on it while it accepts, and
-moves to the next replica after an error (10 ms pause). Each run finds the
-leader, kills it with SIGKILL, and measures the time from the kill to the
-first acknowledged write that was sent after the kill (target <= %s);
-then restarts the killed replica and waits for the cluster to be ready.
-Prints each run and min/median/max, and ends with a JSON line.
-
-Flags:
-`, failoverTarget)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if done, err := parseFlags(fs, args); done {
 		return err
 	}
 	if cf.nodes < 3 || runs < 1 || clients < 1 {

@@ -3,8 +3,6 @@ package bench
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -35,8 +33,18 @@ type FSMResult struct {
 const fsmRing = 4096
 
 func runFSM(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("concord-bench fsm", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("concord-bench fsm", `Usage: concord-bench fsm [flags]
+
+In-process micro-benchmark of the replica's state machine: each workload's
+commands are encoded as the replica's API layer encodes them (outside the
+timed loop, except CAS, which must read the revision first), then applied as
+Raft log entries directly to the FSM, from one goroutine as Raft does. Reads
+call the FSM's Get/GetMany as a leader or eventual read does. No Raft,
+network or disk: this is the floor under every request. Prints ops/s,
+ns/op, allocs/op and B/op per workload, each with a JSON line.
+
+Flags:
+`, stderr)
 	var (
 		l          Load
 		workloads  string
@@ -53,25 +61,7 @@ func runFSM(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.DurationVar(&l.TTL, "ttl", time.Minute, "TTL of put-ttl writes")
 	fs.Uint64Var(&l.Seed, "seed", 1, "random seed for key choice")
 	fs.IntVar(&applyBatch, "apply-batch", 1, "log entries per FSM ApplyBatch call (Raft's group commit hands over up to 512)")
-	fs.Usage = func() {
-		_, _ = fmt.Fprintf(fs.Output(), `Usage: concord-bench fsm [flags]
-
-In-process micro-benchmark of the replica's state machine: each workload's
-commands are encoded as the replica's API layer encodes them (outside the
-timed loop, except CAS, which must read the revision first), then applied as
-Raft log entries directly to the FSM, from one goroutine as Raft does. Reads
-call the FSM's Get/GetMany as a leader or eventual read does. No Raft,
-network or disk: this is the floor under every request. Prints ops/s,
-ns/op, allocs/op and B/op per workload, each with a JSON line.
-
-Flags:
-`)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if done, err := parseFlags(fs, args); done {
 		return err
 	}
 	if applyBatch < 1 || applyBatch > fsmRing {

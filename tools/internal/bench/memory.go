@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"sync"
@@ -43,17 +42,7 @@ type MemoryResult struct {
 const memoryTarget = 150
 
 func runMemory(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("concord-bench memory", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var (
-		cf      clusterFlags
-		l       Load
-		writers int
-	)
-	cf.add(fs, 1)
-	addBulkLoadFlags(fs, &l, &writers)
-	fs.Usage = func() {
-		_, _ = fmt.Fprintf(fs.Output(), `Usage: concord-bench memory [flags]
+	fs := newFlags("concord-bench memory", fmt.Sprintf(`Usage: concord-bench memory [flags]
 
 Starts a cluster of replica processes (with GODEBUG=gctrace=1), measures the
 leader's baseline, loads --keys keys of --value-size bytes with bulk puts
@@ -66,13 +55,15 @@ log (raft.db) and snapshot bytes. To force the GCs it reads keys in bulk
 (eventual reads) until two more GC cycles have run. Ends with a JSON line.
 
 Flags:
-`, memoryTarget)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+`, memoryTarget), stderr)
+	var (
+		cf      clusterFlags
+		l       Load
+		writers int
+	)
+	cf.add(fs, 1)
+	addBulkLoadFlags(fs, &l, &writers)
+	if done, err := parseFlags(fs, args); done {
 		return err
 	}
 	l.Workload, l.Clients, l.Ops = WorkloadBulkPut, 1, 1

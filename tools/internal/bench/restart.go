@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -53,21 +52,7 @@ const restartTarget = 5 * time.Second
 const noSnapshots = "--snapshot-threshold=1000000000000"
 
 func runRestart(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("concord-bench restart", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var (
-		cf      clusterFlags
-		l       Load
-		writers int
-		runs    int
-		from    string
-	)
-	cf.add(fs, 1)
-	addBulkLoadFlags(fs, &l, &writers)
-	fs.IntVar(&runs, "runs", 3, "restarts measured per --from")
-	fs.StringVar(&from, "from", "log,snapshot", "what the replicas restart from: log (Raft log replay only), snapshot (a snapshot covering every key), or both")
-	fs.Usage = func() {
-		_, _ = fmt.Fprintf(fs.Output(), `Usage: concord-bench restart [flags]
+	fs := newFlags("concord-bench restart", fmt.Sprintf(`Usage: concord-bench restart [flags]
 
 Starts a cluster of replica processes with snapshots disabled, loads --keys
 keys with bulk puts through the Go SDK, then for each --from: stops every
@@ -81,13 +66,19 @@ measured restarts restore it (and replay nothing after it). Ends with a JSON
 line.
 
 Flags:
-`, restartTarget)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+`, restartTarget), stderr)
+	var (
+		cf      clusterFlags
+		l       Load
+		writers int
+		runs    int
+		from    string
+	)
+	cf.add(fs, 1)
+	addBulkLoadFlags(fs, &l, &writers)
+	fs.IntVar(&runs, "runs", 3, "restarts measured per --from")
+	fs.StringVar(&from, "from", "log,snapshot", "what the replicas restart from: log (Raft log replay only), snapshot (a snapshot covering every key), or both")
+	if done, err := parseFlags(fs, args); done {
 		return err
 	}
 	l.Workload, l.Clients, l.Ops = WorkloadBulkPut, 1, 1
