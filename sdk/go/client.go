@@ -39,6 +39,10 @@ type Client struct {
 	lastRefresh time.Time
 	// incomplete: the last status named members without an API address.
 	incomplete atomic.Bool
+	// apiByID remembers each member's API address, so a Status answer from
+	// a replica that has not applied a member's registration yet does not
+	// drop that member from the list. Guarded by refreshMu.
+	apiByID map[string]string
 
 	// co coalesces concurrent calls into batch RPCs; nil when disabled.
 	co *coalescer
@@ -262,20 +266,26 @@ func (c *Client) refresh(ctx context.Context, force bool) error {
 // learn updates membership from a Status answer given by the endpoint at
 // from. If from is one of the members' API addresses the endpoints are
 // replicas and the client routes itself; otherwise (a gateway) it keeps
-// the seeds.
+// the seeds. The caller holds refreshMu.
 func (c *Client) learn(from string, st *concordv1.StatusResponse) {
 	var members []string
 	direct := false
 	incomplete := false
+	known := make(map[string]string, len(st.GetMembers()))
 	for _, m := range st.GetMembers() {
-		if m.GetApiAddress() == "" {
-			incomplete = true
+		a := strings.TrimRight(m.GetApiAddress(), "/")
+		if a == "" {
+			// A lagging replica may not have applied the registration yet.
+			a = c.apiByID[m.GetId()]
 		}
-		if a := m.GetApiAddress(); a != "" {
-			members = append(members, strings.TrimRight(a, "/"))
-			if strings.TrimRight(a, "/") == from {
-				direct = true
-			}
+		if a == "" {
+			incomplete = true
+			continue
+		}
+		known[m.GetId()] = a
+		members = append(members, a)
+		if a == from {
+			direct = true
 		}
 	}
 	c.incomplete.Store(incomplete && c.opts.discovery)
@@ -283,6 +293,7 @@ func (c *Client) learn(from string, st *concordv1.StatusResponse) {
 		c.setEndpoints(c.seeds, "", false)
 		return
 	}
+	c.apiByID = known
 	c.setEndpoints(members, strings.TrimRight(st.GetLeaderApiAddress(), "/"), true)
 }
 

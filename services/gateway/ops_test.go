@@ -28,15 +28,12 @@ const deadReplica = "http://127.0.0.1:1"
 func TestEventualReadsSpreadOverReplicas(t *testing.T) {
 	c := replicatest.Start(t, 3)
 	c.WaitLeader(leaderTimeout)
+	// Followers publish their API address a moment after the cluster forms;
+	// once all have, the gateway's client learns the three from any of them.
+	c.WaitRegistered(10 * time.Second)
 	gw := startServer(t, gateway.Config{Replicas: c.Addrs()})
 	base := gw.Addr()
 	p := put(t, base, "spread", `{"value": "x"}`)
-	// Followers publish their API address a moment after the cluster forms;
-	// the gateway's client learns them at its next refresh.
-	deadline := time.Now().Add(10 * time.Second)
-	for len(gw.Served()) < 3 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
 
 	before := gw.Served()
 	nodes := map[string]int{}

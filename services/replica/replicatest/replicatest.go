@@ -8,11 +8,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+	concordv1 "github.com/concord-kv/concord/proto/gen/go/concord/v1"
+	"github.com/concord-kv/concord/proto/gen/go/concord/v1/concordv1connect"
 	"github.com/concord-kv/concord/services/replica"
 )
 
@@ -316,4 +320,39 @@ func (c *Cluster) WaitApplied(ctx context.Context, idx uint64) {
 			}
 		}
 	}
+}
+
+// WaitRegistered waits until every running replica's Status names an API
+// address for every member: clients that discover members from Status then
+// learn the whole cluster from whichever replica they ask.
+func (c *Cluster) WaitRegistered(timeout time.Duration) {
+	c.tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for i, n := range c.nodes {
+		if n == nil || c.cut[i] || c.excluded[i] {
+			continue
+		}
+		cl := concordv1connect.NewClusterServiceClient(http.DefaultClient, c.Addr(i))
+		for !registered(ctx, cl) {
+			select {
+			case <-ctx.Done():
+				c.tb.Fatalf("replica %s does not know every member's API address within %v", n.ID(), timeout)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+}
+
+func registered(ctx context.Context, cl concordv1connect.ClusterServiceClient) bool {
+	st, err := cl.Status(ctx, connect.NewRequest(&concordv1.StatusRequest{}))
+	if err != nil {
+		return false
+	}
+	for _, m := range st.Msg.GetMembers() {
+		if m.GetApiAddress() == "" {
+			return false
+		}
+	}
+	return len(st.Msg.GetMembers()) > 0
 }
