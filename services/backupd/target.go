@@ -1,5 +1,6 @@
 // Package backupd will stream Concord snapshots to S3-compatible storage or a
-// directory (see the backupd issue). Today it holds the target syntax.
+// directory (see the backupd issue). Today it holds the target syntax; the
+// file format is in package backupfile.
 package backupd
 
 import (
