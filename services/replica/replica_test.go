@@ -70,7 +70,13 @@ func TestWriteThroughFollowerReadEverywhere(t *testing.T) {
 }
 
 func TestLeaderFailoverKeepsAcknowledgedWrites(t *testing.T) {
-	c := replicatest.Start(t, 3)
+	for _, kind := range logStores {
+		t.Run(kind, func(t *testing.T) { testLeaderFailoverKeepsAcknowledgedWrites(t, kind) })
+	}
+}
+
+func testLeaderFailoverKeepsAcknowledgedWrites(t *testing.T, kind string) {
+	c := replicatest.Start(t, 3, withLogStore(kind))
 	l := c.WaitLeader(10 * time.Second)
 	for i := range 20 {
 		put(t, kvClient(c.Addr((l+1)%3)), fmt.Sprintf("k%02d", i), fmt.Sprint(i))

@@ -83,6 +83,12 @@ var fastElections = []string{"--heartbeat-timeout", "300ms", "--election-timeout
 // written (and restored on restart) many times per run.
 var tinySnapshots = []string{"--snapshot-threshold", "64", "--snapshot-interval", "500ms"}
 
+// onWAL runs the replicas on hashicorp/raft-wal instead of raft-boltdb,
+// with args.
+func onWAL(args ...string) []string {
+	return append([]string{"--log-store", "wal"}, args...)
+}
+
 // Scenarios is every scenario, in the order the suite runs them.
 func Scenarios() []Scenario {
 	return []Scenario{
@@ -113,6 +119,16 @@ func Scenarios() []Scenario {
 		{Name: "api-partition", Nodes: 3, Nemesis: spells(APIPartition), APIProxies: true, RichOps: true},
 		{Name: "fast-elections", Nodes: 3, Nemesis: rapidSpells(RaftPartitions), Args: fastElections, RichOps: true},
 		{Name: "sigterm", Nodes: 3, Nemesis: spells(TermRandom), RichOps: true},
+		// The WAL log store (--log-store wal) under the faults that touch the
+		// log most: whole-cluster crashes, lagging followers (with the WAL
+		// they mostly catch up from entries its segments still hold, below
+		// its first index), restarts from snapshots, panics in the log store.
+		{Name: "wal-kill-all", Nodes: 3, Nemesis: slowSpells(KillAll), Args: onWAL()},
+		{
+			Name: "wal-install-snapshot", Nodes: 3, Nemesis: lagSpells(LagFollower), Args: onWAL(installSnapshots...), RichOps: true,
+		},
+		{Name: "wal-snapshot-restart", Nodes: 3, Nemesis: slowSpells(KillRandom), Args: onWAL(tinySnapshots...)},
+		{Name: "wal-disk-panic", Nodes: 3, Nemesis: spells(DiskPanic), Failpoints: true, Args: onWAL(tinySnapshots...)},
 		// Regression scenarios: one per bug found (README.md, "Bugs found").
 		{
 			Name: "regress-sdk-ambiguous-write-error", Nodes: 3, Nemesis: rapidSpells(KillLeader),

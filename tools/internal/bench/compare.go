@@ -25,8 +25,10 @@ type compareConfig struct {
 	keySize    int
 	valueSize  int
 	replicaBin string
-	etcdBin    string
-	workDir    string
+	// replicaArgs are extra flags for every Concord replica.
+	replicaArgs []string
+	etcdBin     string
+	workDir     string
 }
 
 type system struct {
@@ -60,11 +62,14 @@ Flags:
 	fs.IntVar(&cc.keySize, "key-size", 8, "key length in bytes")
 	fs.IntVar(&cc.valueSize, "value-size", 256, "value length in bytes")
 	fs.StringVar(&cc.replicaBin, "replica-bin", ".tmp/bin/replica", "Concord replica binary (make build)")
+	var replicaArgs string
+	fs.StringVar(&replicaArgs, "replica-args", getenv("BENCH_REPLICA_ARGS"), "extra flags for every Concord replica, space-separated, e.g. \"--log-store wal\" [BENCH_REPLICA_ARGS]")
 	fs.StringVar(&cc.etcdBin, "etcd-bin", "etcd", "etcd server binary (Debian's etcd-server)")
 	fs.StringVar(&cc.workDir, "work-dir", "", "where both clusters keep their data (default a temp dir, removed after)")
 	if done, err := parseFlags(fs, args); done {
 		return err
 	}
+	cc.replicaArgs = strings.Fields(replicaArgs)
 	for _, s := range strings.Split(clients, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
@@ -127,7 +132,7 @@ Flags:
 	}
 
 	_, _ = fmt.Fprintf(stdout, "\n%-22s %7s %14s %14s %7s %12s %12s\n", "workload", "clients", "concord ops/s", "etcd ops/s", "ratio", "concord p99", "etcd p99")
-	summary := map[string]any{"bench_seconds": cc.seconds.Seconds()}
+	summary := map[string]any{"bench_seconds": cc.seconds.Seconds(), "concord_replica_args": strings.Join(cc.replicaArgs, " ")}
 	for _, r := range rows {
 		name := r.workload
 		if r.workload == WorkloadGet {
@@ -269,15 +274,17 @@ func startConcord(ctx context.Context, cc compareConfig, stderr io.Writer) (*sys
 	}
 	for i := range 3 {
 		sys.endpoints = append(sys.endpoints, fmt.Sprintf("http://127.0.0.1:%d", api[i]))
-		err := startProc(sys, cc.workDir, fmt.Sprintf("concord%d", i+1), cc.replicaBin,
+		args := []string{
 			"--node-id", fmt.Sprintf("c%d", i+1), "--data-dir", filepath.Join(cc.workDir, fmt.Sprintf("concord%d", i+1)),
 			"--api-addr", fmt.Sprintf("127.0.0.1:%d", api[i]), "--raft-addr", fmt.Sprintf("127.0.0.1:%d", raft[i]),
-			"--peers", strings.Join(peers, ","), "--log-level", "warn")
+			"--peers", strings.Join(peers, ","), "--log-level", "warn",
+		}
+		err := startProc(sys, cc.workDir, fmt.Sprintf("concord%d", i+1), cc.replicaBin, append(args, cc.replicaArgs...)...)
 		if err != nil {
 			return sys, err
 		}
 	}
-	_, _ = fmt.Fprintf(stderr, "concord: %s (data in %s)\n", strings.Join(sys.endpoints, ","), cc.workDir)
+	_, _ = fmt.Fprintf(stderr, "concord: %s (data in %s, extra replica flags %q)\n", strings.Join(sys.endpoints, ","), cc.workDir, strings.Join(cc.replicaArgs, " "))
 	return sys, waitHealthy(ctx, sys.endpoints, "/ready")
 }
 

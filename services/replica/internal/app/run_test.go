@@ -21,6 +21,7 @@ func TestParsePrecedence(t *testing.T) {
 		"CONCORD_TRAILING_LOGS":         "64",
 		"CONCORD_HEARTBEAT_TIMEOUT":     "300ms",
 		"CONCORD_PEERS":                 "from-flag=127.0.0.1:1,b=127.0.0.1:2",
+		"CONCORD_LOG_STORE":             "wal",
 	})
 	cfg, _, err := parse([]string{"--node-id", "from-flag"}, env, &bytes.Buffer{})
 	if err != nil {
@@ -35,6 +36,12 @@ func TestParsePrecedence(t *testing.T) {
 	if cfg.DataDir != "data/from-flag" {
 		t.Fatalf("data dir %q", cfg.DataDir)
 	}
+	if cfg.LogStore != "wal" {
+		t.Fatalf("log store %q from env, want wal", cfg.LogStore)
+	}
+	if cfg, _, _ := parse(nil, mapEnv(nil), &bytes.Buffer{}); cfg.LogStore != "bolt" {
+		t.Fatalf("default log store %q, want bolt", cfg.LogStore)
+	}
 }
 
 func TestParseRejectsBadInput(t *testing.T) {
@@ -46,6 +53,7 @@ func TestParseRejectsBadInput(t *testing.T) {
 		"bad int env":          {env: map[string]string{"CONCORD_COMPRESSION_LEVEL": "high"}, want: "CONCORD_COMPRESSION_LEVEL"},
 		"bad bool env":         {env: map[string]string{"CONCORD_BOOTSTRAP": "maybe"}, want: "CONCORD_BOOTSTRAP"},
 		"bad algorithm":        {args: []string{"--compression-algorithm", "lz4"}, want: "lz4"},
+		"bad log store":        {args: []string{"--log-store", "rocks"}, want: `log store "rocks": want bolt or wal`},
 		"level range":          {args: []string{"--compression-level", "12"}, want: "level"},
 		"bad peers":            {env: map[string]string{"CONCORD_PEERS": "a=1,b"}, want: "want id=host:port"},
 		"duplicate peer":       {env: map[string]string{"CONCORD_PEERS": "a=h:1,a=h:2"}, want: "twice"},

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,8 +21,6 @@ import (
 	"github.com/concord-kv/concord/proto/gen/go/concord/raft/v1/raftv1connect"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -55,6 +52,8 @@ type Config struct {
 	// RaftLogOutput receives hashicorp/raft's own log lines (default stderr).
 	RaftLogOutput io.Writer
 	RaftLogLevel  string
+	// LogStore is LogStoreBolt (default) or LogStoreWAL.
+	LogStore string
 
 	SnapshotThreshold  uint64
 	SnapshotInterval   time.Duration
@@ -92,7 +91,7 @@ type Store struct {
 	cfg    Config
 	fsm    *FSM
 	raft   *raft.Raft
-	bolt   *raftboltdb.BoltStore
+	disk   logStore // the Raft log and stable store
 	layer  *streamLayer
 	trans  *contactTransport
 	verify *verifier
@@ -131,41 +130,34 @@ func Open(cfg Config) (*Store, error) {
 		Level:  hclog.LevelFromString(cfg.RaftLogLevel),
 		Output: cfg.RaftLogOutput,
 	})
-	// The free-page list is not written at every commit but rebuilt when
-	// the file is opened (as Consul does): a Raft log whose head is
-	// truncated after every snapshot leaves a long free list, and writing
-	// it out made each commit larger. Every commit is still fsynced.
-	bolt, err := raftboltdb.New(raftboltdb.Options{
-		Path:        filepath.Join(cfg.DataDir, "raft.db"),
-		BoltOptions: &bbolt.Options{NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},
-	})
+	disk, err := openLogStore(cfg.DataDir, cfg.LogStore)
 	if err != nil {
 		return nil, fmt.Errorf("open raft log: %w", err)
 	}
 	// The cache serves the newest entries to followers without reading
-	// bolt. An entry can be large (a batch of up to 500 values), so it is
+	// the log store. An entry can be large (a batch of up to 500 values), so it is
 	// kept small: 1024 entries of bulk puts pinned ~60 MB, 256 ~16 MB. With
 	// SDK clients (which coalesce writes into batch RPCs) the leader stores
 	// a few entries at a time and a follower that keeps up reads only those;
 	// a group larger than the cache (up to MaxAppendEntries, from many
-	// independent writers) or a lagging follower reads the rest from bolt:
+	// independent writers) or a lagging follower reads the rest from disk:
 	// slower, never wrong.
-	logs, err := raft.NewLogCache(logCacheEntries, bolt)
+	logs, err := raft.NewLogCache(logCacheEntries, disk)
 	if err != nil {
-		_ = bolt.Close()
+		_ = disk.Close()
 		return nil, err
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hl)
 	if err != nil {
-		_ = bolt.Close()
+		_ = disk.Close()
 		return nil, fmt.Errorf("open snapshot store: %w", err)
 	}
 	// Fault injection, only in a build with -tags failpoints (failpoint.go).
-	logStore, stable, snapStore := failpoints(&cfg, logs, bolt, snaps)
+	logStore, stable, snapStore := failpoints(&cfg, logs, disk, snaps)
 	var adv net.Addr
 	if cfg.RaftAdvertise != "" {
 		if adv, err = net.ResolveTCPAddr("tcp", cfg.RaftAdvertise); err != nil {
-			_ = bolt.Close()
+			_ = disk.Close()
 			return nil, fmt.Errorf("raft advertise address: %w", err)
 		}
 	}
@@ -207,7 +199,7 @@ func Open(cfg Config) (*Store, error) {
 	has, err := raft.HasExistingState(logStore, stable, snapStore)
 	if err != nil {
 		_ = trans.Close()
-		_ = bolt.Close()
+		_ = disk.Close()
 		return nil, err
 	}
 	if cfg.Bootstrap {
@@ -221,7 +213,7 @@ func Open(cfg Config) (*Store, error) {
 			}
 			if err := raft.BootstrapCluster(rc, logStore, stable, snapStore, trans, raft.Configuration{Servers: servers}); err != nil {
 				_ = trans.Close()
-				_ = bolt.Close()
+				_ = disk.Close()
 				return nil, fmt.Errorf("bootstrap: %w", err)
 			}
 		}
@@ -229,11 +221,11 @@ func Open(cfg Config) (*Store, error) {
 	r, err := raft.NewRaft(rc, fsm, logStore, stable, snapStore, trans)
 	if err != nil {
 		_ = trans.Close()
-		_ = bolt.Close()
+		_ = disk.Close()
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
 	s := &Store{
-		cfg: cfg, fsm: fsm, raft: r, bolt: bolt, layer: layer, trans: trans, hadState: has,
+		cfg: cfg, fsm: fsm, raft: r, disk: disk, layer: layer, trans: trans, hadState: has,
 		log:     cfg.Logger.With("node", cfg.NodeID),
 		clients: map[string]raftv1connect.InternalServiceClient{},
 		stop:    make(chan struct{}),
@@ -258,7 +250,7 @@ func (s *Store) Close() error {
 	if cerr := s.trans.Close(); err == nil {
 		err = cerr
 	}
-	if cerr := s.bolt.Close(); err == nil {
+	if cerr := s.disk.Close(); err == nil {
 		err = cerr
 	}
 	return err

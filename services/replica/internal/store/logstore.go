@@ -1,0 +1,104 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
+	"go.etcd.io/bbolt"
+)
+
+// Log store kinds: where a replica keeps its Raft log and stable state.
+const (
+	// LogStoreBolt is hashicorp/raft-boltdb (bbolt): one file, raft.db; two
+	// fdatasyncs per append. The default.
+	LogStoreBolt = "bolt"
+	// LogStoreWAL is hashicorp/raft-wal: segment files and a small meta
+	// database under wal/; one fdatasync per append. Its authors still call
+	// it experimental; Consul offers it as an option.
+	LogStoreWAL = "wal"
+)
+
+// ErrLogStoreMismatch reports a data directory that holds the other kind of
+// log store than the one asked for.
+var ErrLogStoreMismatch = errors.New("the data directory holds another kind of Raft log store")
+
+// logStore is a Raft log and stable store that can be closed.
+type logStore interface {
+	raft.LogStore
+	raft.StableStore
+	Close() error
+}
+
+// walStore is a raft-wal WAL that closes its meta database too.
+type walStore struct {
+	*raftwal.WAL
+	meta *metadb.BoltMetaDB
+}
+
+func (w walStore) Close() error {
+	err := w.WAL.Close()
+	if cerr := w.meta.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// logStorePaths is where each kind keeps its files in the data directory.
+var logStorePaths = map[string]string{LogStoreBolt: "raft.db", LogStoreWAL: "wal"}
+
+// openLogStore opens (creating if needed) the log store of the given kind
+// in dir. It refuses a directory that holds the other kind, so a changed
+// flag never starts a replica with an empty log beside its real one.
+func openLogStore(dir, kind string) (logStore, error) {
+	if kind == "" {
+		kind = LogStoreBolt
+	}
+	if _, ok := logStorePaths[kind]; !ok {
+		return nil, fmt.Errorf("log store %q: want %s or %s", kind, LogStoreBolt, LogStoreWAL)
+	}
+	for other, p := range logStorePaths {
+		if other == kind {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(dir, p)); err == nil {
+			return nil, fmt.Errorf("%w: %s holds a %s log (%s), not %s; start with that log store or empty the directory",
+				ErrLogStoreMismatch, dir, other, p, kind)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+	}
+	switch kind {
+	case LogStoreWAL:
+		wdir := filepath.Join(dir, logStorePaths[LogStoreWAL])
+		if err := os.MkdirAll(wdir, 0o700); err != nil {
+			return nil, err
+		}
+		// The WAL is given its meta database so it can be closed: WAL.Close
+		// (v0.4.0) leaves it open, and with it the file lock a reopen in
+		// the same process would wait on for ever.
+		meta := &metadb.BoltMetaDB{}
+		w, err := raftwal.Open(wdir, raftwal.WithMetaStore(meta))
+		if err != nil {
+			_ = meta.Close()
+			return nil, err
+		}
+		return walStore{WAL: w, meta: meta}, nil
+	default:
+		// The free-page list is not written at every commit but rebuilt
+		// when the file is opened (as Consul does): a Raft log whose head
+		// is truncated after every snapshot leaves a long free list, and
+		// writing it out made each commit larger. Every commit is still
+		// fsynced.
+		return raftboltdb.New(raftboltdb.Options{
+			Path:        filepath.Join(dir, logStorePaths[LogStoreBolt]),
+			BoltOptions: &bbolt.Options{NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},
+		})
+	}
+}

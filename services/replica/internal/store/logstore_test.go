@@ -1,0 +1,97 @@
+package store
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Each kind of log store keeps its log and stable state across a reopen,
+// and a data directory refuses the other kind without touching anything.
+func TestLogStoreKeepsItsKind(t *testing.T) {
+	for _, tc := range []struct{ kind, other string }{{LogStoreBolt, LogStoreWAL}, {LogStoreWAL, LogStoreBolt}, {"", LogStoreWAL}} {
+		name := tc.kind
+		if name == "" {
+			name = "default"
+		}
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			s, err := openLogStore(dir, tc.kind)
+			if err != nil {
+				t.Fatal(err)
+			}
+			logs := []*raft.Log{{Index: 1, Term: 1, Type: raft.LogCommand, Data: []byte("a")}, {Index: 2, Term: 1, Type: raft.LogCommand, Data: []byte("b")}}
+			if err := s.StoreLogs(logs); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.SetUint64([]byte("CurrentTerm"), 7); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			before := listDir(t, dir)
+
+			if _, err := openLogStore(dir, tc.other); !errors.Is(err, ErrLogStoreMismatch) {
+				t.Fatalf("opening a %s directory as %s: %v, want ErrLogStoreMismatch", name, tc.other, err)
+			}
+			if after := listDir(t, dir); !slices.Equal(before, after) {
+				t.Fatalf("a refused open changed the directory: %v, then %v", before, after)
+			}
+
+			s, err = openLogStore(dir, tc.kind)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = s.Close() }()
+			var got raft.Log
+			if err := s.GetLog(2, &got); err != nil || string(got.Data) != "b" {
+				t.Fatalf("log 2 after reopen: %+v %v", got, err)
+			}
+			if term, err := s.GetUint64([]byte("CurrentTerm")); err != nil || term != 7 {
+				t.Fatalf("term after reopen: %d %v", term, err)
+			}
+		})
+	}
+	if _, err := openLogStore(t.TempDir(), "rocks"); err == nil {
+		t.Error("an unknown log store kind opened")
+	}
+}
+
+// listDir names every file under dir.
+func listDir(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, _ os.DirEntry, err error) error {
+		out = append(out, p)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// raft-wal refuses gaps, so raft must learn, through every wrapper, that the
+// log is monotonic (it then clears the log after a snapshot install).
+func TestWALIsMonotonicThroughTheCache(t *testing.T) {
+	s, err := openLogStore(t.TempDir(), LogStoreWAL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	cache, err := raft.NewLogCache(logCacheEntries, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Now: time.Now}
+	logs, _, _ := failpoints(&cfg, cache, s, raft.NewInmemSnapshotStore())
+	if m, ok := logs.(raft.MonotonicLogStore); !ok || !m.IsMonotonic() {
+		t.Fatal("the WAL log store does not report itself monotonic to raft")
+	}
+}
