@@ -123,15 +123,26 @@ func diskFault(ctx context.Context, c *Cluster, rng *rand.Rand, rule FailpointRu
 	if rng.IntN(2) == 0 {
 		n, leads = c.Nodes[rng.IntN(len(c.Nodes))], false
 	}
-	var st FailpointState
-	var which string
+	which := "snapshot"
 	switch p := rng.IntN(10); {
 	case p < 6:
-		st.Log, which = &rule, "log"
+		which = "log"
 	case p < 8:
-		st.Stable, which = &rule, "stable"
+		which = "stable"
+	}
+	return armStore(ctx, c, n, leads, which, rule)
+}
+
+// armStore arms rule on store which (log, stable or snapshot) of n.
+func armStore(ctx context.Context, c *Cluster, n *Node, leads bool, which string, rule FailpointRule) (Fault, error) {
+	var st FailpointState
+	switch which {
+	case "log":
+		st.Log = &rule
+	case "stable":
+		st.Stable = &rule
 	default:
-		st.Snapshot, which = &rule, "snapshot"
+		st.Snapshot = &rule
 	}
 	desc := fmt.Sprintf("disk %s on %s's %s store (prob %.2f", rule.Mode, describe(n, leads), which, rule.Prob)
 	if rule.DelayMs > 0 {
@@ -146,6 +157,15 @@ func diskFault(ctx context.Context, c *Cluster, rng *rand.Rand, rule FailpointRu
 		return Fault{}, err
 	}
 	return Fault{Desc: desc, Heal: heal}, nil
+}
+
+// LeaderLogError makes the leader's log store fail 30–50% of its calls: a
+// batch it failed to store leaves it (and the followers that got part of
+// it) with an uncommitted suffix, and failed reads make it walk its
+// followers' next index far back. That is how bug B2 showed.
+func LeaderLogError(ctx context.Context, c *Cluster, rng *rand.Rand) (Fault, error) {
+	n, leads := leaderOrAny(ctx, c, rng)
+	return armStore(ctx, c, n, leads, "log", FailpointRule{Mode: "error", Prob: 0.3 + 0.2*rng.Float64()})
 }
 
 // DiskError makes one store of one node fail a fraction (5–50%) of its

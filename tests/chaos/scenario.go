@@ -134,6 +134,10 @@ func Scenarios() []Scenario {
 			Name: "regress-sdk-ambiguous-write-error", Nodes: 3, Nemesis: rapidSpells(KillLeader),
 			Bug: "B1: a write whose outcome is unknown also matches ErrNoLeader",
 		},
+		{
+			Name: "regress-raft-follower-overcommit", Nodes: 3, Nemesis: spells(LeaderLogError), Failpoints: true,
+			Bug: "B2: a follower commits its divergent suffix (hashicorp/raft's commit index rule)",
+		},
 	}
 }
 

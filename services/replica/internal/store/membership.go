@@ -38,6 +38,7 @@ const stallNudge = 2 * time.Second
 // raft looks for, is the embedded transport's.
 type contactTransport struct {
 	*raft.NetworkTransport
+	clamp *commitClamp // bounds followers' commit index (overcommit.go)
 
 	mu    sync.Mutex
 	peers map[raft.ServerID]*contact
@@ -51,7 +52,17 @@ type contact struct {
 }
 
 func newContactTransport(t *raft.NetworkTransport) *contactTransport {
-	return &contactTransport{NetworkTransport: t, peers: map[raft.ServerID]*contact{}}
+	return &contactTransport{NetworkTransport: t, clamp: newCommitClamp(t.Consumer()), peers: map[raft.ServerID]*contact{}}
+}
+
+// Consumer hands raft the incoming RPCs with AppendEntries commit indexes
+// clamped (overcommit.go).
+func (t *contactTransport) Consumer() <-chan raft.RPC { return t.clamp.out }
+
+// Close closes the network transport and stops the clamp.
+func (t *contactTransport) Close() error {
+	t.clamp.stop()
+	return t.NetworkTransport.Close()
 }
 
 func (t *contactTransport) record(id raft.ServerID, err error) {
