@@ -102,3 +102,32 @@ func openLogStore(dir, kind string) (logStore, error) {
 		})
 	}
 }
+
+// exitOnWriteError makes a failed log append fatal, as etcd does with its
+// WAL: the process panics, and a supervisor restarts it from what is on
+// disk. hashicorp/raft cannot be trusted to carry on: a follower that
+// truncated a conflicting suffix and then failed to append keeps its old
+// last index in memory (a TODO in raft's appendEntries) and refuses every
+// later request for good (bug B3 in tests/chaos/README.md). A leader's
+// failed append is survivable, but a disk that failed a sync cannot be
+// trusted either (what reached it is unknown), so both exit.
+type exitOnWriteError struct {
+	raft.LogStore
+}
+
+func (s exitOnWriteError) StoreLog(l *raft.Log) error {
+	return s.StoreLogs([]*raft.Log{l})
+}
+
+func (s exitOnWriteError) StoreLogs(logs []*raft.Log) error {
+	if err := s.LogStore.StoreLogs(logs); err != nil {
+		panic(fmt.Sprintf("raft log append failed; exiting so the replica restarts from its disk: %v", err))
+	}
+	return nil
+}
+
+// IsMonotonic passes on the wrapped store's answer (raft.MonotonicLogStore).
+func (s exitOnWriteError) IsMonotonic() bool {
+	m, ok := s.LogStore.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
+}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,5 +94,44 @@ func TestWALIsMonotonicThroughTheCache(t *testing.T) {
 	logs, _, _ := failpoints(&cfg, cache, s, raft.NewInmemSnapshotStore())
 	if m, ok := logs.(raft.MonotonicLogStore); !ok || !m.IsMonotonic() {
 		t.Fatal("the WAL log store does not report itself monotonic to raft")
+	}
+}
+
+// failingLogs fails every append.
+type failingLogs struct{ raft.LogStore }
+
+func (failingLogs) StoreLogs([]*raft.Log) error { return errors.New("disk on fire") }
+
+func TestFailedAppendIsFatal(t *testing.T) {
+	s := exitOnWriteError{failingLogs{raft.NewInmemStore()}}
+	defer func() {
+		msg, _ := recover().(string)
+		if !strings.Contains(msg, "raft log append failed") || !strings.Contains(msg, "disk on fire") {
+			t.Fatalf("recovered %q, want a panic naming the append and its error", msg)
+		}
+	}()
+	_ = s.StoreLog(&raft.Log{Index: 1, Term: 1})
+	t.Fatal("a failed append returned")
+}
+
+func TestExitOnWriteErrorPassesAppendsAndMonotonicity(t *testing.T) {
+	inner := raft.NewInmemStore()
+	s := exitOnWriteError{inner}
+	if err := s.StoreLogs([]*raft.Log{{Index: 1, Term: 1}, {Index: 2, Term: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if last, _ := inner.LastIndex(); last != 2 {
+		t.Fatalf("last index %d after two appends, want 2", last)
+	}
+	if s.IsMonotonic() {
+		t.Error("an in-memory store is not monotonic, yet the wrapper says so")
+	}
+	w, err := openLogStore(t.TempDir(), LogStoreWAL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = w.Close() }()
+	if !(exitOnWriteError{w}).IsMonotonic() {
+		t.Error("the WAL is monotonic, yet the wrapper hides it")
 	}
 }

@@ -154,6 +154,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 	// Fault injection, only in a build with -tags failpoints (failpoint.go).
 	logStore, stable, snapStore := failpoints(&cfg, logs, disk, snaps)
+	logStore = exitOnWriteError{logStore}
 	var adv net.Addr
 	if cfg.RaftAdvertise != "" {
 		if adv, err = net.ResolveTCPAddr("tcp", cfg.RaftAdvertise); err != nil {
