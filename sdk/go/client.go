@@ -39,10 +39,11 @@ type Client struct {
 	lastRefresh time.Time
 	// incomplete: the last status named members without an API address.
 	incomplete atomic.Bool
-	// apiByID remembers each member's API address, so a Status answer from
-	// a replica that has not applied a member's registration yet does not
-	// drop that member from the list. Guarded by refreshMu.
-	apiByID map[string]string
+	// apiByID remembers each member's API address and the applied index of
+	// the Status answer it came from, so an answer from a replica that has
+	// not applied a member's registration yet does not drop that member
+	// from the list. Guarded by refreshMu.
+	apiByID map[string]learnedAddr
 
 	// co coalesces concurrent calls into batch RPCs; nil when disabled.
 	co *coalescer
@@ -267,22 +268,34 @@ func (c *Client) refresh(ctx context.Context, force bool) error {
 // from. If from is one of the members' API addresses the endpoints are
 // replicas and the client routes itself; otherwise (a gateway) it keeps
 // the seeds. The caller holds refreshMu.
+// learnedAddr is a member's API address as of a replica's applied index.
+type learnedAddr struct {
+	addr    string
+	applied uint64
+}
+
 func (c *Client) learn(from string, st *concordv1.StatusResponse) {
 	var members []string
 	direct := false
 	incomplete := false
-	known := make(map[string]string, len(st.GetMembers()))
+	known := make(map[string]learnedAddr, len(st.GetMembers()))
 	for _, m := range st.GetMembers() {
-		a := strings.TrimRight(m.GetApiAddress(), "/")
-		if a == "" {
-			// A lagging replica may not have applied the registration yet.
-			a = c.apiByID[m.GetId()]
-		}
-		if a == "" {
+		l := learnedAddr{addr: strings.TrimRight(m.GetApiAddress(), "/"), applied: st.GetAppliedIndex()}
+		if l.addr == "" {
+			// A replica behind the one we learned the address from may not
+			// have applied the registration yet: keep the address, and look
+			// again soon. One as far along as that (a member removed and
+			// re-added under the same id) has no address for it.
 			incomplete = true
+			if prev, ok := c.apiByID[m.GetId()]; ok && prev.applied > st.GetAppliedIndex() {
+				l = prev
+			}
+		}
+		if l.addr == "" {
 			continue
 		}
-		known[m.GetId()] = a
+		a := l.addr
+		known[m.GetId()] = l
 		members = append(members, a)
 		if a == from {
 			direct = true
