@@ -16,6 +16,13 @@
 // goes to and from S3 without being buffered whole. A Reader reports a bad
 // file as ErrCorrupt and never panics; Verify reads a whole file and checks
 // it before anything is restored from it.
+//
+// The trailer is a checksum, not a signature: it catches truncation, bit
+// rot and a damaged upload, not a file someone rewrote on purpose (who can
+// recompute it). Whoever can write the bucket can write a backup; protect
+// the bucket accordingly. Verify checks one copy of the bytes: a restore
+// must read that same copy (a downloaded file, or a pinned S3 object
+// version), not fetch the object again.
 package backupfile
 
 import (
@@ -32,6 +39,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 )
+
+var errWriteAfterClose = errors.New("backupfile: write after Close")
 
 // Magic opens every backup file.
 const Magic = "CONCORDBACKUP\n"
@@ -76,22 +85,27 @@ type Header struct {
 // Writer writes one backup file. Write takes the snapshot stream; Close
 // must be called to end the file.
 type Writer struct {
-	dst io.Writer
-	w   io.Writer // dst, and sum
-	sum hash.Hash
-	enc *zstd.Encoder
-	buf []byte // pending stream bytes, < ChunkSize
-	out []byte // compressed chunk scratch
-	err error
+	dst    io.Writer
+	w      io.Writer // dst, and sum
+	sum    hash.Hash
+	enc    *zstd.Encoder
+	buf    []byte // pending stream bytes, < ChunkSize
+	out    []byte // compressed chunk scratch
+	err    error
+	closed bool
 }
 
 // NewWriter writes the magic and hdr to w and returns a Writer for the
-// snapshot stream. FormatVersion and Compression are filled in.
+// snapshot stream. FormatVersion and Compression are filled in. A header
+// whose JSON exceeds 64 KiB is refused: no Reader would accept it.
 func NewWriter(w io.Writer, hdr Header) (*Writer, error) {
 	hdr.FormatVersion, hdr.Compression = FormatVersion, CompressionZstd
 	js, err := json.Marshal(hdr)
 	if err != nil {
 		return nil, fmt.Errorf("encode backup header: %w", err)
+	}
+	if len(js) > maxHeaderSize {
+		return nil, fmt.Errorf("backup header is %d bytes of JSON, more than the %d a reader accepts", len(js), maxHeaderSize)
 	}
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
 	if err != nil {
@@ -113,6 +127,9 @@ func (w *Writer) put(p []byte) {
 
 // Write adds snapshot-stream bytes.
 func (w *Writer) Write(p []byte) (int, error) {
+	if w.closed {
+		return 0, errWriteAfterClose
+	}
 	n := len(p)
 	for len(p) > 0 && w.err == nil {
 		k := min(len(p), ChunkSize-len(w.buf))
@@ -139,8 +156,13 @@ func (w *Writer) flush() {
 }
 
 // Close writes the last chunk, the end marker and the trailer. It does not
-// close the underlying writer.
+// close the underlying writer. Calling it again does nothing and returns
+// the same result.
 func (w *Writer) Close() error {
+	if w.closed {
+		return w.err
+	}
+	w.closed = true
 	w.flush()
 	w.put([]byte{0})
 	if w.err == nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -167,4 +168,41 @@ func mustDelim(tb testing.TB, m proto.Message) []byte {
 		tb.Fatal(err)
 	}
 	return b.Bytes()
+}
+
+// Closing twice writes the trailer once; writing after Close fails.
+func TestWriterCloseIsIdempotent(t *testing.T) {
+	snap := snapshot(t, 5, 3, 16)
+	var out bytes.Buffer
+	w, err := backupfile.NewWriter(&out, header(5, 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(snap); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := w.Close(); err != nil {
+			t.Fatalf("Close #%d: %v", i+1, err)
+		}
+	}
+	if n, err := w.Write([]byte("x")); err == nil || n != 0 {
+		t.Errorf("Write after Close = %d, %v; want an error", n, err)
+	}
+	if _, err := backupfile.Verify(bytes.NewReader(out.Bytes())); err != nil {
+		t.Errorf("Verify after a double Close: %v", err)
+	}
+}
+
+// A header no reader would accept is refused before anything is written.
+func TestWriterRefusesAnOversizedHeader(t *testing.T) {
+	hdr := header(5, 3)
+	hdr.Node = strings.Repeat("n", 70<<10)
+	var out bytes.Buffer
+	if _, err := backupfile.NewWriter(&out, hdr); err == nil {
+		t.Fatal("NewWriter accepted a 70 KiB header")
+	}
+	if out.Len() != 0 {
+		t.Errorf("NewWriter wrote %d bytes before refusing", out.Len())
+	}
 }
