@@ -77,6 +77,8 @@ func openLogStore(dir, kind string) (logStore, error) {
 	switch kind {
 	case LogStoreWAL:
 		wdir := filepath.Join(dir, logStorePaths[LogStoreWAL])
+		_, statErr := os.Stat(wdir)
+		fresh := errors.Is(statErr, fs.ErrNotExist)
 		if err := os.MkdirAll(wdir, 0o700); err != nil {
 			return nil, err
 		}
@@ -87,6 +89,11 @@ func openLogStore(dir, kind string) (logStore, error) {
 		w, err := raftwal.Open(wdir, raftwal.WithMetaStore(meta))
 		if err != nil {
 			_ = meta.Close()
+			if fresh {
+				// Leave no empty wal/ behind: it would make the directory
+				// refuse the bolt store it could still start with.
+				_ = os.RemoveAll(wdir)
+			}
 			return nil, err
 		}
 		return walStore{WAL: w, meta: meta}, nil

@@ -34,8 +34,9 @@ const stallNudge = 2 * time.Second
 // are each member's last contact, which hashicorp/raft v1.7.3 does not
 // expose.
 //
-// Every other method, including the optional WithClose and WithPreVote ones
-// raft looks for, is the embedded transport's.
+// It also hands raft its incoming RPCs through a commitClamp (Consumer) and
+// stops that on Close. Every other method, including the optional
+// WithPreVote one raft looks for, is the embedded transport's.
 type contactTransport struct {
 	*raft.NetworkTransport
 	clamp *commitClamp // bounds followers' commit index (overcommit.go)

@@ -23,7 +23,7 @@ import (
 // none). Everything up to that index has just been checked against the
 // leader's log, so this is exactly the paper's rule; a follower that is in
 // step learns the commit index as fast as before, because the leader's next
-// request (every CommitTimeout at the latest) carries it.
+// request (sent within 2×CommitTimeout at the latest) carries it.
 
 // verifiedCommit is the commit index a follower may adopt from req.
 func verifiedCommit(req *raft.AppendEntriesRequest) uint64 {
