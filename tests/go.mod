@@ -82,3 +82,6 @@ replace github.com/concord-kv/concord/sdk/go => ../sdk/go
 replace github.com/concord-kv/concord/services/gateway => ../services/gateway
 
 replace github.com/concord-kv/concord/services/replica => ../services/replica
+
+// A patched raft v1.7.3: third_party/hashicorp/raft/CONCORD.md.
+replace github.com/hashicorp/raft => ../third_party/hashicorp/raft

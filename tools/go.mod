@@ -92,3 +92,6 @@ replace github.com/concord-kv/concord/services/replica => ../services/replica
 replace github.com/concord-kv/concord/proto => ../proto
 
 replace github.com/concord-kv/concord/sdk/go => ../sdk/go
+
+// A patched raft v1.7.3: third_party/hashicorp/raft/CONCORD.md.
+replace github.com/hashicorp/raft => ../third_party/hashicorp/raft

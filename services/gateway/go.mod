@@ -80,3 +80,6 @@ replace (
 	github.com/concord-kv/concord/sdk/go => ../../sdk/go
 	github.com/concord-kv/concord/services/replica => ../replica
 )
+
+// A patched raft v1.7.3: third_party/hashicorp/raft/CONCORD.md.
+replace github.com/hashicorp/raft => ../../third_party/hashicorp/raft

@@ -54,3 +54,6 @@ require (
 )
 
 replace github.com/concord-kv/concord/proto => ../../proto
+
+// A patched raft v1.7.3: third_party/hashicorp/raft/CONCORD.md.
+replace github.com/hashicorp/raft => ../../third_party/hashicorp/raft
