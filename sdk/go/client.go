@@ -264,16 +264,16 @@ func (c *Client) refresh(ctx context.Context, force bool) error {
 	return fmt.Errorf("%w: no endpoint answered: %w", ErrNoLeader, errors.Join(errs...))
 }
 
-// learn updates membership from a Status answer given by the endpoint at
-// from. If from is one of the members' API addresses the endpoints are
-// replicas and the client routes itself; otherwise (a gateway) it keeps
-// the seeds. The caller holds refreshMu.
 // learnedAddr is a member's API address as of a replica's applied index.
 type learnedAddr struct {
 	addr    string
 	applied uint64
 }
 
+// learn updates membership from a Status answer given by the endpoint at
+// from. If from is one of the members' API addresses the endpoints are
+// replicas and the client routes itself; otherwise (a gateway) it keeps
+// the seeds. The caller holds refreshMu.
 func (c *Client) learn(from string, st *concordv1.StatusResponse) {
 	var members []string
 	direct := false
@@ -281,17 +281,16 @@ func (c *Client) learn(from string, st *concordv1.StatusResponse) {
 	known := make(map[string]learnedAddr, len(st.GetMembers()))
 	for _, m := range st.GetMembers() {
 		l := learnedAddr{addr: strings.TrimRight(m.GetApiAddress(), "/"), applied: st.GetAppliedIndex()}
-		if l.addr == "" {
-			// A replica behind the one we learned the address from may not
-			// have applied the registration yet: keep the address, and look
-			// again soon. One as far along as that (a member removed and
-			// re-added under the same id) has no address for it.
-			incomplete = true
-			if prev, ok := c.apiByID[m.GetId()]; ok && prev.applied > st.GetAppliedIndex() {
-				l = prev
-			}
+		if prev, ok := c.apiByID[m.GetId()]; ok && prev.addr != l.addr && prev.applied > l.applied {
+			// A replica behind the one we learned the address from has not
+			// applied the member's newer registration (or any) yet: keep
+			// what the one further along said, and look again soon. One as
+			// far along as that is believed, even with no address (a
+			// member removed and re-added under the same id).
+			l, incomplete = prev, true
 		}
 		if l.addr == "" {
+			incomplete = true
 			continue
 		}
 		a := l.addr

@@ -41,6 +41,13 @@ func TestLearnKeepsAddressesALaggingReplicaHasNotApplied(t *testing.T) {
 	if !c.incomplete.Load() {
 		t.Error("n4 has no address, yet the client does not look again soon")
 	}
+	// n2 comes back on a new address; a replica that has not applied that
+	// yet still reports the old one, which must not win.
+	c.learn("http://a", status(25, "http://a", member("n1", "http://a"), member("n2", "http://b2")))
+	c.learn("http://b2", status(22, "http://a", member("n1", "http://a"), member("n2", "http://b")))
+	if got, want := c.Endpoints(), []string{"http://a", "http://b2"}; !slices.Equal(got, want) {
+		t.Errorf("after a lagging answer with n2's old address: endpoints %v, want %v", got, want)
+	}
 	// n2 is removed and re-added under the same id; a replica as far along
 	// as the one that gave its old address has none for it yet: the old
 	// address is not used.
