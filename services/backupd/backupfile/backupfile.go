@@ -14,7 +14,8 @@
 // Both sides stream: a Writer never holds more than one chunk, a Reader
 // never more than one chunk and its decoded bytes, so a backup of any size
 // goes to and from S3 without being buffered whole. A Reader reports a bad
-// file as ErrCorrupt and never panics; Verify reads a whole file and checks
+// file as ErrCorrupt, a failure of the reader under it (a reset
+// connection) as that error and not ErrCorrupt, and never panics; Verify reads a whole file and checks
 // it before anything is restored from it.
 //
 // The trailer is a checksum, not a signature: it catches truncation, bit
@@ -40,7 +41,12 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-var errWriteAfterClose = errors.New("backupfile: write after Close")
+var (
+	errWriteAfterClose = errors.New("backupfile: write after Close")
+	// errRead marks a failure of the underlying reader, which says nothing
+	// about the file.
+	errRead = errors.New("read backup")
+)
 
 // Magic opens every backup file.
 const Magic = "CONCORDBACKUP\n"
@@ -116,7 +122,11 @@ func NewWriter(w io.Writer, hdr Header) (*Writer, error) {
 	bw.put([]byte(Magic))
 	bw.put(binary.AppendUvarint(nil, uint64(len(js))))
 	bw.put(js)
-	return bw, bw.err
+	if bw.err != nil {
+		_ = enc.Close()
+		return nil, bw.err
+	}
+	return bw, nil
 }
 
 func (w *Writer) put(p []byte) {
@@ -190,11 +200,13 @@ type Reader struct {
 type source struct {
 	br  *bufio.Reader
 	sum hash.Hash
+	err error // the first error of the underlying reader other than io.EOF
 }
 
 func (s *source) Read(p []byte) (int, error) {
 	n, err := s.br.Read(p)
 	s.sum.Write(p[:n])
+	s.note(err)
 	return n, err
 }
 
@@ -203,7 +215,23 @@ func (s *source) ReadByte() (byte, error) {
 	if err == nil {
 		s.sum.Write([]byte{b})
 	}
+	s.note(err)
 	return b, err
+}
+
+func (s *source) note(err error) {
+	if err != nil && err != io.EOF && s.err == nil {
+		s.err = err
+	}
+}
+
+// bad reports what is wrong: the underlying reader's error if it failed
+// (a reset connection is not a corrupt file), else ErrCorrupt with what.
+func (s *source) bad(format string, args ...any) error {
+	if s.err != nil {
+		return fmt.Errorf("%w: %w", errRead, s.err)
+	}
+	return fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
 }
 
 // NewReader reads the magic and header from r.
@@ -211,15 +239,15 @@ func NewReader(r io.Reader) (*Reader, error) {
 	src := &source{br: bufio.NewReaderSize(r, 64<<10), sum: sha256.New()}
 	magic := make([]byte, len(Magic))
 	if _, err := io.ReadFull(src, magic); err != nil || string(magic) != Magic {
-		return nil, fmt.Errorf("%w: not a Concord backup (bad magic)", ErrCorrupt)
+		return nil, src.bad("not a Concord backup (bad magic)")
 	}
 	n, err := binary.ReadUvarint(src)
 	if err != nil || n == 0 || n > maxHeaderSize {
-		return nil, fmt.Errorf("%w: bad header length", ErrCorrupt)
+		return nil, src.bad("bad header length")
 	}
 	js := make([]byte, n)
 	if _, err := io.ReadFull(src, js); err != nil {
-		return nil, fmt.Errorf("%w: truncated header", ErrCorrupt)
+		return nil, src.bad("truncated header")
 	}
 	rd := &Reader{src: src}
 	if err := json.Unmarshal(js, &rd.hdr); err != nil {
@@ -260,7 +288,7 @@ func (r *Reader) next() error {
 	r.out, r.pos = r.out[:0], 0
 	n, err := binary.ReadUvarint(r.src)
 	if err != nil {
-		return fmt.Errorf("%w: truncated before the end marker", ErrCorrupt)
+		return r.src.bad("truncated before the end marker")
 	}
 	if n == 0 {
 		return r.trailer()
@@ -273,7 +301,7 @@ func (r *Reader) next() error {
 	}
 	r.in = r.in[:n]
 	if _, err := io.ReadFull(r.src, r.in); err != nil {
-		return fmt.Errorf("%w: truncated chunk", ErrCorrupt)
+		return r.src.bad("truncated chunk")
 	}
 	out, err := r.dec.DecodeAll(r.in, r.out[:0])
 	if err != nil {
@@ -290,13 +318,19 @@ func (r *Reader) trailer() error {
 	want := r.src.sum.Sum(nil)
 	got := make([]byte, sha256.Size)
 	if _, err := io.ReadFull(r.src.br, got); err != nil {
-		return fmt.Errorf("%w: truncated trailer", ErrCorrupt)
+		if err != io.EOF && err != io.ErrUnexpectedEOF {
+			return fmt.Errorf("%w: %w", errRead, err)
+		}
+		return r.src.bad("truncated trailer")
 	}
 	if !bytes.Equal(got, want) {
 		return fmt.Errorf("%w: SHA-256 mismatch", ErrCorrupt)
 	}
-	if _, err := r.src.br.ReadByte(); err != io.EOF {
+	switch _, err := r.src.br.ReadByte(); {
+	case err == nil:
 		return fmt.Errorf("%w: bytes after the trailer", ErrCorrupt)
+	case err != io.EOF:
+		return fmt.Errorf("%w: %w", errRead, err)
 	}
 	return io.EOF
 }

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	raftv1 "github.com/concord-kv/concord/proto/gen/go/concord/raft/v1"
@@ -204,5 +205,19 @@ func TestWriterRefusesAnOversizedHeader(t *testing.T) {
 	}
 	if out.Len() != 0 {
 		t.Errorf("NewWriter wrote %d bytes before refusing", out.Len())
+	}
+}
+
+// A reader that fails (a reset connection, a timeout) is not a corrupt
+// file: its error comes through, and ErrCorrupt does not.
+func TestReadErrorsAreNotCorruption(t *testing.T) {
+	file := backup(t, header(5, 300), snapshot(t, 5, 300, 64), 1000)
+	broken := errors.New("connection reset by peer")
+	for _, cut := range []int{0, 3, len(backupfile.Magic) + 2, len(file) / 2, len(file) - 10, len(file)} {
+		r := io.MultiReader(bytes.NewReader(file[:cut]), iotest.ErrReader(broken))
+		_, err := backupfile.Verify(r)
+		if !errors.Is(err, broken) || errors.Is(err, backupfile.ErrCorrupt) {
+			t.Errorf("reader failing after %d of %d bytes: Verify = %v, want the reader's error and not ErrCorrupt", cut, len(file), err)
+		}
 	}
 }

@@ -42,7 +42,8 @@ func Verify(r io.Reader) (Header, error) {
 }
 
 // readSnapshot reads a snapshot stream to its end and counts its entries.
-// Errors of the backup layer (ErrCorrupt) come through unchanged.
+// Errors of the backup layer (ErrCorrupt, a failed read) come through
+// unchanged.
 func readSnapshot(r io.Reader) (*raftv1.SnapshotHeader, uint64, error) {
 	br := bufio.NewReader(r)
 	opts := protodelim.UnmarshalOptions{MaxSize: maxRecordSize}
@@ -80,7 +81,7 @@ func readSnapshot(r io.Reader) (*raftv1.SnapshotHeader, uint64, error) {
 }
 
 func snapshotError(what string, err error) error {
-	if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrUnsupported) {
+	if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrUnsupported) || errors.Is(err, errRead) {
 		return err
 	}
 	return fmt.Errorf("%w: %s: %w", ErrCorrupt, what, err)
