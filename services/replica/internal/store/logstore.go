@@ -53,6 +53,23 @@ func (w walStore) Close() error {
 // logStorePaths is where each kind keeps its files in the data directory.
 var logStorePaths = map[string]string{LogStoreBolt: "raft.db", LogStoreWAL: "wal"}
 
+// logStoreCreates is the path opening the log store of kind in dir would
+// create, or "" when it exists already (or kind is unknown).
+func logStoreCreates(dir, kind string) string {
+	if kind == "" {
+		kind = LogStoreBolt
+	}
+	p, ok := logStorePaths[kind]
+	if !ok {
+		return ""
+	}
+	p = filepath.Join(dir, p)
+	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+		return p
+	}
+	return ""
+}
+
 // openLogStore opens (creating if needed) the log store of the given kind
 // in dir. It refuses a directory that holds the other kind, so a changed
 // flag never starts a replica with an empty log beside its real one.

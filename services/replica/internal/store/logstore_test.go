@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -133,5 +134,31 @@ func TestExitOnWriteErrorPassesAppendsAndMonotonicity(t *testing.T) {
 	defer func() { _ = w.Close() }()
 	if !(exitOnWriteError{w}).IsMonotonic() {
 		t.Error("the WAL is monotonic, yet the wrapper hides it")
+	}
+}
+
+// A start that fails after the log store was created leaves no log store
+// behind, so the next start may choose either kind.
+func TestFailedFirstOpenLeavesNoLogStore(t *testing.T) {
+	for _, kind := range []string{LogStoreBolt, LogStoreWAL} {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			// A file where the snapshot store wants its directory fails
+			// Open after the log store is open.
+			if err := os.WriteFile(filepath.Join(dir, "snapshots"), nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = ln.Close() }()
+			if _, err := Open(Config{NodeID: "n1", DataDir: dir, LogStore: kind, RaftListener: ln}); err == nil {
+				t.Fatal("Open succeeded with a file in the snapshot directory's place")
+			}
+			if got, want := listDir(t, dir), []string{dir, filepath.Join(dir, "snapshots")}; !slices.Equal(got, want) {
+				t.Errorf("after a failed first open the data directory holds %v, want only the file put there", got)
+			}
+		})
 	}
 }

@@ -130,9 +130,26 @@ func Open(cfg Config) (*Store, error) {
 		Level:  hclog.LevelFromString(cfg.RaftLogLevel),
 		Output: cfg.RaftLogOutput,
 	})
+	var adv net.Addr // nil: the listener's address
+	if cfg.RaftAdvertise != "" {
+		a, err := net.ResolveTCPAddr("tcp", cfg.RaftAdvertise)
+		if err != nil {
+			return nil, fmt.Errorf("raft advertise address: %w", err)
+		}
+		adv = a
+	}
+	created := logStoreCreates(cfg.DataDir, cfg.LogStore)
 	disk, err := openLogStore(cfg.DataDir, cfg.LogStore)
 	if err != nil {
 		return nil, fmt.Errorf("open raft log: %w", err)
+	}
+	// abandon undoes the opening when a later step fails: a log store this
+	// call created goes, so the next start may choose either kind.
+	abandon := func() {
+		_ = disk.Close()
+		if created != "" {
+			_ = os.RemoveAll(created)
+		}
 	}
 	// The cache serves the newest entries to followers without reading
 	// the log store. An entry can be large (a batch of up to 500 values), so it is
@@ -144,24 +161,19 @@ func Open(cfg Config) (*Store, error) {
 	// slower, never wrong.
 	logs, err := raft.NewLogCache(logCacheEntries, disk)
 	if err != nil {
-		_ = disk.Close()
+		abandon()
 		return nil, err
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hl)
 	if err != nil {
-		_ = disk.Close()
+		abandon()
 		return nil, fmt.Errorf("open snapshot store: %w", err)
 	}
 	// Fault injection, only in a build with -tags failpoints (failpoint.go).
-	logStore, stable, snapStore := failpoints(&cfg, logs, disk, snaps)
-	logStore = exitOnWriteError{logStore}
-	var adv net.Addr
-	if cfg.RaftAdvertise != "" {
-		if adv, err = net.ResolveTCPAddr("tcp", cfg.RaftAdvertise); err != nil {
-			_ = disk.Close()
-			return nil, fmt.Errorf("raft advertise address: %w", err)
-		}
-	}
+	baseLog, stable, snapStore := failpoints(&cfg, logs, disk, snaps)
+	// Raft's own appends are fatal when they fail (exitOnWriteError); a
+	// failed bootstrap just returns its error.
+	logStore := exitOnWriteError{baseLog}
 	layer := newStreamLayer(cfg.RaftListener, adv)
 	trans := newContactTransport(raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: layer, MaxPool: 4, Timeout: 10 * time.Second, Logger: hl,
@@ -200,7 +212,7 @@ func Open(cfg Config) (*Store, error) {
 	has, err := raft.HasExistingState(logStore, stable, snapStore)
 	if err != nil {
 		_ = trans.Close()
-		_ = disk.Close()
+		abandon()
 		return nil, err
 	}
 	if cfg.Bootstrap {
@@ -212,9 +224,9 @@ func Open(cfg Config) (*Store, error) {
 			if len(servers) == 0 {
 				servers = []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: trans.LocalAddr()}}
 			}
-			if err := raft.BootstrapCluster(rc, logStore, stable, snapStore, trans, raft.Configuration{Servers: servers}); err != nil {
+			if err := raft.BootstrapCluster(rc, baseLog, stable, snapStore, trans, raft.Configuration{Servers: servers}); err != nil {
 				_ = trans.Close()
-				_ = disk.Close()
+				abandon()
 				return nil, fmt.Errorf("bootstrap: %w", err)
 			}
 		}
@@ -222,7 +234,7 @@ func Open(cfg Config) (*Store, error) {
 	r, err := raft.NewRaft(rc, fsm, logStore, stable, snapStore, trans)
 	if err != nil {
 		_ = trans.Close()
-		_ = disk.Close()
+		abandon()
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
 	s := &Store{
