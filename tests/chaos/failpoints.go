@@ -162,7 +162,11 @@ func armStore(ctx context.Context, c *Cluster, n *Node, leads bool, which string
 // LeaderLogError makes the leader's log store fail 30–50% of its calls: a
 // batch it failed to store leaves it (and the followers that got part of
 // it) with an uncommitted suffix, and failed reads make it walk its
-// followers' next index far back. That is how bug B2 showed.
+// followers' next index far back. That is how bug B2 showed. Since the fix
+// of B3 a failed append is fatal, so the leader now dies and restarts with
+// its unreplicated suffix instead of carrying on: the scenario still makes
+// divergent suffixes, but B2's exact sequence is replayed only by
+// TestFollowerDoesNotCommitADivergentSuffix (services/replica/internal/store).
 func LeaderLogError(ctx context.Context, c *Cluster, rng *rand.Rand) (Fault, error) {
 	n, leads := leaderOrAny(ctx, c, rng)
 	return armStore(ctx, c, n, leads, "log", FailpointRule{Mode: "error", Prob: 0.3 + 0.2*rng.Float64()})

@@ -3,7 +3,9 @@ package chaos
 import (
 	"fmt"
 	"hash/fnv"
+	"math"
 	"strconv"
+	"time"
 
 	"github.com/anishathalye/porcupine"
 )
@@ -58,13 +60,18 @@ type Input struct {
 	Value    string `json:"value,omitempty"`
 	ExpValue string `json:"exp_value,omitempty"`
 	ExpRev   uint64 `json:"exp_rev,omitempty"`
-	// TTL (seconds) of a put, long enough that the key cannot expire
-	// during the run: the model treats it as a put without one.
+	// TTL (seconds) of a put or touch, 0 for none. The model knows when
+	// such a key may have expired (regState): from the call plus the TTL
+	// to the return plus the TTL, give or take expirySlack.
 	TTL int64 `json:"ttl,omitempty"`
 	// Batch, if not 0, names the PutMany or GetMany this operation is one
 	// key of (ops.go): a multi-key operation is recorded as one operation
 	// per key, all with its call and return times.
 	Batch int `json:"batch,omitempty"`
+	// Call and Return are the operation's times (porcupine.Operation's),
+	// copied in by RegisterModel.Partition for the expiry rules.
+	Call   int64 `json:"-"`
+	Return int64 `json:"-"`
 }
 
 // Status is how an operation ended.
@@ -118,10 +125,52 @@ type Output struct {
 // regState is one key: whether it exists, its value, and the revision of
 // the last write to it (its ModRevision while it exists), 0 when that
 // write's outcome was unknown and no read has shown its revision since.
+//
+// A key written or touched with a TTL expires at one instant E, the
+// leader's stamp plus the TTL; the stamp falls between the write's call and
+// return, all replicas run on this machine's clock, and every replica hides
+// the key from E on (reads by their own clock, writes by the stamp of the
+// command). So E lies in [ExpLo, ExpHi]: the call plus the TTL to the
+// return plus the TTL, widened by expirySlack. An operation may see the key
+// alive if it was called before ExpHi, and gone if it returned after ExpLo.
+// A key without a TTL has both at math.MaxInt64.
 type regState struct {
-	Exists bool
-	Value  string
-	Rev    uint64
+	Exists       bool
+	Value        string
+	Rev          uint64
+	ExpLo, ExpHi int64
+}
+
+// expirySlack widens an expiry window for the millisecond stamps and for
+// the drift between the replicas' wall clock and the run's monotonic one.
+// The scenarios with short TTLs jump no clocks (Scenario.ShortTTL).
+const expirySlack = 100 * time.Millisecond
+
+// alive reports whether the key may exist, unexpired, at some point of in.
+func (s regState) alive(in Input) bool { return s.Exists && in.Call < s.ExpHi }
+
+// gone reports whether the key may be absent at some point of in: never
+// written, deleted, or expired.
+func (s regState) gone(in Input) bool { return !s.Exists || in.Return > s.ExpLo }
+
+// expiry is the window [lo, hi] of the expiry of a TTL set by in (none when
+// in.TTL is 0).
+func expiry(in Input) (lo, hi int64) {
+	if in.TTL <= 0 {
+		return math.MaxInt64, math.MaxInt64
+	}
+	ttl := in.TTL * int64(time.Second)
+	lo, hi = in.Call+ttl-int64(expirySlack), math.MaxInt64
+	if in.Return < math.MaxInt64-ttl-int64(expirySlack) {
+		hi = in.Return + ttl + int64(expirySlack)
+	}
+	return lo, hi
+}
+
+// holding is the state of a key just written with in's value and TTL.
+func holding(in Input) regState {
+	lo, hi := expiry(in)
+	return regState{Exists: true, Value: in.Value, ExpLo: lo, ExpHi: hi}
 }
 
 // newer reports whether a write at rev may follow state s: revisions are
@@ -129,10 +178,16 @@ type regState struct {
 func (s regState) newer(rev uint64) bool { return s.Rev == 0 || rev > s.Rev }
 
 // matches reports whether a condition "mod revision is rev" (rev read
-// together with value) holds in s. Values are unique, so the key holds the
-// value exactly when it holds the write that a read saw at rev.
-func (s regState) matches(value string, rev uint64) bool {
-	return s.Exists && s.Value == value && (s.Rev == 0 || s.Rev == rev)
+// together with value) may hold in s during in. Values are unique, so the
+// key holds the value exactly when it holds the write that a read saw at
+// rev.
+func (s regState) matches(in Input) bool {
+	return s.alive(in) && s.Value == in.ExpValue && (s.Rev == 0 || s.Rev == in.ExpRev)
+}
+
+// mismatches reports whether that condition may fail during in.
+func (s regState) mismatches(in Input) bool {
+	return s.gone(in) || s.Value != in.ExpValue || (s.Rev != 0 && s.Rev != in.ExpRev)
 }
 
 // step is the sequential specification of one key.
@@ -140,58 +195,67 @@ func step(s regState, in Input, out Output) (bool, regState) {
 	switch in.Op {
 	case OpGet:
 		if out.Status == StatusNotFound {
-			return !s.Exists, s
+			// Not there: from here on it is gone, expired or not.
+			return s.gone(in), regState{}
 		}
-		if !s.Exists || s.Value != out.Value || (s.Rev != 0 && s.Rev != out.Rev) {
+		if !s.alive(in) || s.Value != out.Value || (s.Rev != 0 && s.Rev != out.Rev) {
 			return false, s
 		}
 		s.Rev = out.Rev
 		return true, s
 	case OpPut:
-		return write(s, true, in, out, regState{Exists: true, Value: in.Value})
+		return write(s, true, false, in, out, holding(in))
 	case OpCAS:
-		return write(s, s.matches(in.ExpValue, in.ExpRev), in, out, regState{Exists: true, Value: in.Value})
+		return write(s, s.matches(in), s.mismatches(in), in, out, holding(in))
 	case OpPutAbsent:
-		return write(s, !s.Exists, in, out, regState{Exists: true, Value: in.Value})
+		return write(s, s.gone(in), s.alive(in), in, out, holding(in))
 	case OpDelete:
-		if out.Status == StatusOK && out.Deleted != s.Exists {
+		if out.Status == StatusOK && ((out.Deleted && !s.alive(in)) || (!out.Deleted && !s.gone(in))) {
 			return false, s
 		}
-		return write(s, true, in, out, regState{})
+		return write(s, true, false, in, out, regState{})
 	case OpCASDelete:
-		ok := s.matches(in.ExpValue, in.ExpRev)
 		if out.Status == StatusOK && !out.Deleted {
 			return false, s
 		}
-		return write(s, ok, in, out, regState{})
+		return write(s, s.matches(in), s.mismatches(in), in, out, regState{})
 	case OpTouch:
+		touched := s
+		touched.ExpLo, touched.ExpHi = expiry(in)
 		switch out.Status {
 		case StatusNotFound:
-			return !s.Exists, s
+			return s.gone(in), regState{}
 		case StatusOK:
-			// Applied at its own revision, after the last write.
-			return s.Exists && s.newer(out.Rev), s
+			// Applied at its own revision, after the last write; the value
+			// and its revision stay.
+			return s.alive(in) && s.newer(out.Rev), touched
 		case StatusUnknown:
-			return true, s // no effect the model can see either way
+			// Taken as applied (it may be linearized at the very end).
+			if s.alive(in) {
+				return true, touched
+			}
+			return true, s
 		}
 	}
 	return false, s
 }
 
-// write steps a (conditional) write whose condition is cond in s and which
-// leaves next (without its revision) when applied.
-func write(s regState, cond bool, in Input, out Output, next regState) (bool, regState) {
+// write steps a (conditional) write whose condition may hold (canHold) or
+// fail (canFail) in s during in, and which leaves next (without its
+// revision) when applied. A condition that failed because the key expired
+// leaves s as it is: later operations may still find it gone.
+func write(s regState, canHold, canFail bool, in Input, out Output, next regState) (bool, regState) {
 	switch out.Status {
 	case StatusOK:
-		if !cond || !s.newer(out.Rev) || (in.ExpRev != 0 && out.Rev <= in.ExpRev) {
+		if !canHold || !s.newer(out.Rev) || (in.ExpRev != 0 && out.Rev <= in.ExpRev) {
 			return false, s
 		}
 		next.Rev = out.Rev
 		return true, next
 	case StatusConflict:
-		return !cond, s
+		return canFail, s
 	case StatusUnknown:
-		if !cond {
+		if !canHold {
 			return true, s
 		}
 		return true, next // Rev 0: not known
@@ -206,7 +270,10 @@ var RegisterModel = porcupine.Model{
 		byKey := map[string][]porcupine.Operation{}
 		var keys []string
 		for _, op := range history {
-			k := op.Input.(Input).Key
+			in := op.Input.(Input)
+			in.Call, in.Return = op.Call, op.Return
+			op.Input = in
+			k := in.Key
 			if _, ok := byKey[k]; !ok {
 				keys = append(keys, k)
 			}
@@ -226,7 +293,7 @@ var RegisterModel = porcupine.Model{
 	Hash: func(state any) uint64 {
 		s := state.(regState)
 		h := fnv.New64a()
-		_, _ = fmt.Fprintf(h, "%t/%s/%d", s.Exists, s.Value, s.Rev)
+		_, _ = fmt.Fprintf(h, "%t/%s/%d/%d/%d", s.Exists, s.Value, s.Rev, s.ExpLo, s.ExpHi)
 		return h.Sum64()
 	},
 	DescribeOperation: func(input, output any) string {

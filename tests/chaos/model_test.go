@@ -3,6 +3,7 @@ package chaos
 import (
 	"math"
 	"testing"
+	"time"
 
 	"github.com/anishathalye/porcupine"
 )
@@ -148,6 +149,113 @@ func TestRegisterModel(t *testing.T) {
 			op(1, 2, 3, get("b"), notFound),
 			op(1, 4, 5, get("a"), read("x", 5)),
 		}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := porcupine.CheckOperations(RegisterModel, tt.ops); got != tt.want {
+				t.Errorf("linearizable = %t, want %t", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestRegisterModelExpiry: a key with a TTL may be seen alive until its
+// window ends and gone once it has begun; once seen gone it stays gone.
+func TestRegisterModelExpiry(t *testing.T) {
+	const s = int64(time.Second)
+	putTTL := func(k, v string, ttl int64) Input { return Input{Op: OpPut, Key: k, Value: v, TTL: ttl} }
+	absentTTL := func(k, v string, ttl int64) Input { return Input{Op: OpPutAbsent, Key: k, Value: v, TTL: ttl} }
+	touchTTL := func(k string, ttl int64) Input { return Input{Op: OpTouch, Key: k, TTL: ttl} }
+	tests := []struct {
+		name string
+		ops  []porcupine.Operation
+		want bool
+	}{
+		{"alive before the TTL", []porcupine.Operation{
+			op(0, 0, s/10, putTTL("a", "x", 2), okAt(5)),
+			op(1, s, s+s/10, get("a"), read("x", 5)),
+		}, true},
+		{"gone after the TTL", []porcupine.Operation{
+			op(0, 0, s/10, putTTL("a", "x", 2), okAt(5)),
+			op(1, 3*s, 3*s+s/10, get("a"), notFound),
+		}, true},
+		{"gone before the TTL", []porcupine.Operation{
+			op(0, 0, s/10, putTTL("a", "x", 2), okAt(5)),
+			op(1, s, s+s/10, get("a"), notFound),
+		}, false},
+		{"alive long after the TTL", []porcupine.Operation{
+			op(0, 0, s/10, putTTL("a", "x", 2), okAt(5)),
+			op(1, 3*s, 3*s+s/10, get("a"), read("x", 5)),
+		}, false},
+		{"a read across the expiry may see either", []porcupine.Operation{
+			op(0, 0, s/10, putTTL("a", "x", 2), okAt(5)),
+			op(1, 2*s-s/10, 2*s+s/5, get("a"), read("x", 5)),
+			op(2, 2*s-s/10, 2*s+s/5, get("a"), notFound),
+		}, true},
+		{"seen gone, then alive again", []porcupine.Operation{
+			op(0, 0, s/10, putTTL("a", "x", 2), okAt(5)),
+			op(1, 2*s-s/10, 2*s+s/5, get("a"), notFound),
+			op(1, 2*s+s/4, 2*s+s/3, get("a"), read("x", 5)),
+		}, false},
+		{"put if absent after the expiry", []porcupine.Operation{
+			op(0, 0, s/10, putTTL("a", "x", 1), okAt(5)),
+			op(1, 2*s, 2*s+s/10, absent("a", "y"), okAt(8)),
+			op(1, 3*s, 3*s+s/10, get("a"), read("y", 8)),
+		}, true},
+		{"put if absent before the expiry", []porcupine.Operation{
+			op(0, 0, s/10, absentTTL("a", "x", 2), okAt(5)),
+			op(1, s, s+s/10, absent("a", "y"), okAt(8)),
+		}, false},
+		{"cas fails on an expired key", []porcupine.Operation{
+			op(0, 0, s/10, putTTL("a", "x", 1), okAt(5)),
+			op(1, 2*s, 2*s+s/10, cas("a", "x", 5, "y"), conflict),
+		}, true},
+		{"cas succeeds on an expired key", []porcupine.Operation{
+			op(0, 0, s/10, putTTL("a", "x", 1), okAt(5)),
+			op(1, 2*s, 2*s+s/10, cas("a", "x", 5, "y"), okAt(9)),
+		}, false},
+		{"delete of an expired key deletes nothing", []porcupine.Operation{
+			op(0, 0, s/10, putTTL("a", "x", 1), okAt(5)),
+			op(1, 2*s, 2*s+s/10, del("a"), deleted(7, false)),
+		}, true},
+		{"delete of an expired key reports it deleted", []porcupine.Operation{
+			op(0, 0, s/10, putTTL("a", "x", 1), okAt(5)),
+			op(1, 2*s, 2*s+s/10, del("a"), deleted(7, true)),
+		}, false},
+		{"a touch extends the TTL", []porcupine.Operation{
+			op(0, 0, s/10, putTTL("a", "x", 1), okAt(5)),
+			op(1, s/2, s/2+s/10, touchTTL("a", 5), okAt(6)),
+			op(1, 3*s, 3*s+s/10, get("a"), read("x", 5)),
+		}, true},
+		{"a touch with no TTL removes the expiry", []porcupine.Operation{
+			op(0, 0, s/10, putTTL("a", "x", 1), okAt(5)),
+			op(1, s/2, s/2+s/10, touchTTL("a", 0), okAt(6)),
+			op(1, 9*s, 9*s+s/10, get("a"), read("x", 5)),
+		}, true},
+		{"a touch that shortens the TTL", []porcupine.Operation{
+			op(0, 0, s/10, putTTL("a", "x", 60), okAt(5)),
+			op(1, s/2, s/2+s/10, touchTTL("a", 1), okAt(6)),
+			op(1, 3*s, 3*s+s/10, get("a"), read("x", 5)),
+		}, false},
+		{"an unknown touch may have extended the TTL", []porcupine.Operation{
+			op(0, 0, s/10, putTTL("a", "x", 1), okAt(5)),
+			op(1, s/2, -1, touchTTL("a", 5), unknown),
+			op(2, 3*s, 3*s+s/10, get("a"), read("x", 5)),
+		}, true},
+		{"an unknown touch may have been lost", []porcupine.Operation{
+			op(0, 0, s/10, putTTL("a", "x", 1), okAt(5)),
+			op(1, s/2, -1, touchTTL("a", 5), unknown),
+			op(2, 3*s, 3*s+s/10, get("a"), notFound),
+		}, true},
+		{"an unknown put with a TTL may expire from its call on", []porcupine.Operation{
+			op(0, 0, -1, putTTL("a", "x", 1), unknown),
+			op(1, s/2, s/2+s/10, get("a"), read("x", 5)),
+			op(1, 2*s, 2*s+s/10, get("a"), notFound),
+		}, true},
+		{"a write without a TTL never expires", []porcupine.Operation{
+			op(0, 0, s/10, put("a", "x"), okAt(5)),
+			op(1, 9*s, 9*s+s/10, get("a"), notFound),
+		}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -212,8 +212,21 @@ func (c *client) someKeys(w Workload) []string {
 	return keys
 }
 
-// touchTTL is the TTL of a touch: none, or one that outlasts any run.
+// shortTTL is, half of the time when w.ShortTTL is set, a TTL of 1 s to
+// w.ShortTTL in whole seconds; else 0.
+func (c *client) shortTTL(w Workload) time.Duration {
+	if w.ShortTTL < time.Second || c.rng.IntN(2) == 0 {
+		return 0
+	}
+	return time.Duration(1+c.rng.Int64N(int64(w.ShortTTL/time.Second))) * time.Second
+}
+
+// touchTTL is the TTL of a touch: a short one (w.ShortTTL), none, or one
+// that outlasts any run.
 func (c *client) touchTTL(w Workload) time.Duration {
+	if short := c.shortTTL(w); short > 0 {
+		return short
+	}
 	if c.rng.IntN(2) == 0 {
 		return 0
 	}

@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -35,6 +36,13 @@ type Scenario struct {
 	// (Workload.TTL), and checks every acknowledged set element's expiry
 	// (CheckExpiry).
 	TTL time.Duration
+	// ShortTTL puts TTLs of 1 s to ShortTTL on half of the register puts
+	// and touches (Workload.ShortTTL): keys expire under the nemesis and
+	// the linearizability check covers when. Not with clock jumps.
+	ShortTTL time.Duration
+	// Keys is the number of register keys (default 5). The ttl-* scenarios
+	// use many, so that a key often goes untouched past its TTL.
+	Keys int
 	// APIProxies puts chaos proxies in front of the API ports too
 	// (ClusterConfig.APIProxies), for the API-partition nemeses.
 	APIProxies bool
@@ -279,8 +287,8 @@ func Run(ctx context.Context, sc Scenario, cfg RunConfig) *Result {
 	tl := &Timeline{}
 	ledger := NewLedger()
 	w := Workload{
-		Keys: 5, Clients: 10, SetClients: 4, AnyReplica: 3, OpTimeout: 2 * time.Second, MaxThink: 10 * time.Millisecond,
-		KeyPrefix: "reg/", SetPrefix: "set/", Seed: seed, AllEndpoints: c.URLs(), TTL: sc.TTL,
+		Keys: cmp.Or(sc.Keys, 5), Clients: 10, SetClients: 4, AnyReplica: 3, OpTimeout: 2 * time.Second, MaxThink: 10 * time.Millisecond,
+		KeyPrefix: "reg/", SetPrefix: "set/", Seed: seed, AllEndpoints: c.URLs(), TTL: sc.TTL, ShortTTL: sc.ShortTTL,
 		RichOps: sc.RichOps, Ledger: ledger, Generations: c.Generations,
 		EndpointsOf: func(_ int, rng *rand.Rand) []string {
 			urls := c.URLs()

@@ -62,9 +62,14 @@ type Workload struct {
 	EndpointsOf  func(client int, rng *rand.Rand) []string
 	AllEndpoints []string
 	// TTL, if not 0, goes on half of the register puts and on every set
-	// add. It must outlast the run (and any clock jump) by far: the model
-	// has no expiry, so a key that expires is a violation or a lost write.
+	// add. It must outlast the run (and any clock jump) by far: a set
+	// element that expires is a lost write.
 	TTL time.Duration
+	// ShortTTL, if not 0, puts a TTL of 1 s to ShortTTL on half of the
+	// register puts and touches, so keys expire during the run and the
+	// model checks when (regState). All replicas must share one clock: no
+	// clock jumps.
+	ShortTTL time.Duration
 	// RichOps adds touch, batch put, batch get and leader reads to the
 	// register clients' mix (ops.go); Ledger must be set.
 	RichOps bool
@@ -261,8 +266,12 @@ func (c *client) value() string {
 	return fmt.Sprintf("c%d-%d", c.id, c.seq)
 }
 
-// ttl picks the TTL of a put: w.TTL half of the time.
+// ttl picks the TTL of a put: a short one half of the time if
+// w.ShortTTL is set, else w.TTL half of the time.
 func (c *client) ttl(w Workload) int64 {
+	if short := c.shortTTL(w); short > 0 {
+		return int64(short / time.Second)
+	}
 	if w.TTL == 0 || c.rng.IntN(2) == 0 {
 		return 0
 	}
