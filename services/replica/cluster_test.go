@@ -257,17 +257,32 @@ func TestTTLExpiresEverywhereAndIsReaped(t *testing.T) {
 
 	clk.Advance(31 * time.Second)
 
+	// The key expires at one log index everywhere: the first entry stamped
+	// past its expiry, here the reaper's Expire (store/DESIGN.md, "TTL").
+	// Once a strong read finds it gone, every replica that has applied that
+	// read's index does too.
+	waitFor(t, 10*time.Second, "a strong read finds the key expired", func() error {
+		_, err := get(t, kvClient(c.Addr(l)), "session:1", strong)
+		switch {
+		case err == nil:
+			return errors.New("strong get still finds the key")
+		case codeOf(err) != connect.CodeNotFound:
+			return fmt.Errorf("strong get: %w", err)
+		}
+		return nil
+	})
+	idx := put(t, kvClient(c.Addr(l)), "marker", "after the expiry")
 	for i := range 3 {
 		for _, cons := range []concordv1.Consistency{eventual, leader, strong} {
-			_, err := kvClient(c.Addr(i)).Get(timeout(t, 10*time.Second), connect.NewRequest(&concordv1.GetRequest{Key: "session:1", Consistency: cons}))
+			_, err := kvClient(c.Addr(i)).Get(timeout(t, 10*time.Second), connect.NewRequest(&concordv1.GetRequest{Key: "session:1", Consistency: cons, MinRevision: idx}))
 			wantCode(t, err, connect.CodeNotFound)
 		}
 		list, err := kvClient(c.Addr(i)).List(timeout(t, 10*time.Second), connect.NewRequest(&concordv1.ListRequest{Consistency: eventual, KeysOnly: true}))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if kvs := list.Msg.GetKvs(); len(kvs) != 1 || kvs[0].GetKey() != "config" {
-			t.Fatalf("replica %d lists %v, want only config", i, kvs)
+		if kvs := list.Msg.GetKvs(); len(kvs) != 2 || kvs[0].GetKey() != "config" || kvs[1].GetKey() != "marker" {
+			t.Fatalf("replica %d lists %v, want config and marker", i, kvs)
 		}
 	}
 	// The leader's reaper removes the key through raft, so every replica's
@@ -275,7 +290,7 @@ func TestTTLExpiresEverywhereAndIsReaped(t *testing.T) {
 	for i := range 3 {
 		waitFor(t, 10*time.Second, fmt.Sprintf("replica %d reaps the expired key", i), func() error {
 			size, err := storageSize(t, c.Addr(i))
-			if err == nil && size != 1 {
+			if err == nil && size != 2 {
 				err = fmt.Errorf("%d entries", size)
 			}
 			return err
@@ -309,8 +324,16 @@ func TestRemainingTTLSurvivesLeaderChange(t *testing.T) {
 		t.Fatalf("remaining ttl %v on the new leader, want 1..50", resp.Msg.TtlSeconds)
 	}
 	clk.Advance(51 * time.Second)
-	_, err = get(t, kvClient(c.Addr(nl)), "lease", strong)
-	wantCode(t, err, connect.CodeNotFound)
+	waitFor(t, 10*time.Second, "the lease expires on the new leader", func() error {
+		_, err := get(t, kvClient(c.Addr(nl)), "lease", strong)
+		switch {
+		case err == nil:
+			return errors.New("strong get still finds the key")
+		case codeOf(err) != connect.CodeNotFound:
+			return fmt.Errorf("strong get: %w", err)
+		}
+		return nil
+	})
 }
 
 func TestStrongReadOnPartitionedLeaderFails(t *testing.T) {

@@ -115,11 +115,14 @@ func (h *KV) toKV(e *store.Entry, nowMs int64, withValue, withTTL bool) (*concor
 	return kv, nil
 }
 
-// remainingSeconds rounds the time left up to whole seconds.
+// remainingSeconds rounds the time left up to whole seconds. A key is read
+// at the log's clock, which may trail the wall clock by a moment (until the
+// reaper's Expire command): one still there past its expiry has at least 1
+// second left, never 0, which would read as "no TTL".
 func remainingSeconds(expiresAtMs, nowMs int64) int64 {
 	left := expiresAtMs - nowMs
 	if left <= 0 {
-		return 0
+		return 1
 	}
 	return (left + msPerSecond - 1) / msPerSecond
 }
@@ -135,7 +138,7 @@ func (h *KV) Get(ctx context.Context, req *connect.Request[concordv1.GetRequest]
 		return nil, err
 	}
 	now := h.Store.NowMs()
-	e, rev := h.Store.FSM().Get(m.GetKey(), now)
+	e, rev := h.Store.FSM().Get(m.GetKey(), store.AtLogTime)
 	if e == nil {
 		return nil, notFound(m.GetKey())
 	}
@@ -175,7 +178,7 @@ func (h *KV) GetTTL(ctx context.Context, req *connect.Request[concordv1.GetTTLRe
 		return nil, err
 	}
 	now := h.Store.NowMs()
-	e, rev := h.Store.FSM().Get(m.GetKey(), now)
+	e, rev := h.Store.FSM().Get(m.GetKey(), store.AtLogTime)
 	if e == nil {
 		return nil, notFound(m.GetKey())
 	}
@@ -211,7 +214,7 @@ func (h *KV) BatchGet(ctx context.Context, req *connect.Request[concordv1.BatchG
 		return nil, err
 	}
 	now := h.Store.NowMs()
-	entries, rev := h.Store.FSM().GetMany(m.GetKeys(), now)
+	entries, rev := h.Store.FSM().GetMany(m.GetKeys(), store.AtLogTime)
 	resp := &concordv1.BatchGetResponse{Header: h.header(rev), Kvs: make([]*concordv1.KeyValue, 0, len(entries))}
 	for i, e := range entries {
 		if e == nil {
@@ -281,7 +284,7 @@ func (h *KV) List(ctx context.Context, req *connect.Request[concordv1.ListReques
 		return nil, err
 	}
 	now := h.Store.NowMs()
-	entries, more, rev := h.Store.FSM().List(m.GetPrefix(), after, limit, now)
+	entries, more, rev := h.Store.FSM().List(m.GetPrefix(), after, limit, store.AtLogTime)
 	resp := &concordv1.ListResponse{Header: h.header(rev), Kvs: make([]*concordv1.KeyValue, 0, len(entries))}
 	for _, e := range entries {
 		kv, err := h.toKV(e, now, !m.GetKeysOnly(), m.GetWithTtl())
@@ -306,7 +309,7 @@ func (h *KV) CompressionStats(ctx context.Context, req *connect.Request[concordv
 			return nil, err
 		}
 		var e *store.Entry
-		e, rev = h.Store.FSM().Get(src.Key, h.Store.NowMs())
+		e, rev = h.Store.FSM().Get(src.Key, store.AtLogTime)
 		if e == nil {
 			return nil, notFound(src.Key)
 		}

@@ -77,6 +77,11 @@ type FSM struct {
 	// (application/octet-stream, application/json), and one shared string
 	// saves an allocation per key.
 	ctypes map[string]string
+	// logTime is the log's clock (unix ms): the stamps of the commands
+	// applied so far, kept from going back (clockStepBack). Keys expire by
+	// it, for reads and writes alike, so every replica hides a key at the
+	// same log index (see AtLogTime).
+	logTime int64
 
 	applied   atomic.Uint64
 	waitMu    sync.Mutex
@@ -139,7 +144,7 @@ func ok(rev uint64) *raftv1.Result {
 }
 
 func (f *FSM) applyLocked(cmd *raftv1.Command, idx uint64) *raftv1.Result {
-	now := cmd.GetStampUnixMs()
+	now := f.advanceLocked(cmd.GetStampUnixMs())
 	switch op := cmd.GetOp().(type) {
 	case *raftv1.Command_Put:
 		if r := f.checkPutLocked(op.Put, now, idx); r != nil {
@@ -220,6 +225,49 @@ func (f *FSM) applyLocked(cmd *raftv1.Command, idx uint64) *raftv1.Result {
 
 func conflict(idx uint64, format string, args ...any) *raftv1.Result {
 	return &raftv1.Result{Code: raftv1.ResultCode_RESULT_CODE_CONFLICT, Revision: idx, Message: fmt.Sprintf(format, args...)}
+}
+
+// AtLogTime, passed as the time of a read, reads at the log's clock: the
+// latest command stamp applied (FSM.logTime). A key then expires at one
+// log index on every replica, and a write stamped before a key's expiry
+// but committed after a read was served can never contradict that read: the
+// read saw the key alive, because no entry stamped past its expiry was
+// applied yet. Reading at the wall clock instead, a replica could hide a key
+// that a conditional write still in flight then finds alive (the chaos
+// suite's ttl-* scenarios found this; tests/chaos/README.md, bug B4). The
+// log's clock moves with every write and with the leader's reaper, which
+// proposes an Expire command as soon as a key is due.
+const AtLogTime int64 = math.MinInt64
+
+// clockStepBack: a command stamped more than this before the log's clock
+// moves it back (the leader's clock was stepped back), so that one forward
+// jump does not freeze expiry until the wall clock catches up. Smaller
+// differences (concurrent proposals, a new leader's clock a little behind)
+// leave it where it is.
+const clockStepBack = 1000
+
+// advanceLocked moves the log's clock to stamp (see clockStepBack) and
+// returns it. A command without a stamp leaves it.
+func (f *FSM) advanceLocked(stamp int64) int64 {
+	if stamp != 0 && (stamp > f.logTime || stamp < f.logTime-clockStepBack) {
+		f.logTime = stamp
+	}
+	return f.logTime
+}
+
+// at resolves a read's time (AtLogTime: the log's clock).
+func (f *FSM) at(nowMs int64) int64 {
+	if nowMs == AtLogTime {
+		return f.logTime
+	}
+	return nowMs
+}
+
+// LogTime is the log's clock (unix ms).
+func (f *FSM) LogTime() int64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.logTime
 }
 
 // liveLocked returns the entry for key if it exists and has not expired at nowMs.
@@ -378,7 +426,7 @@ func (f *FSM) WaitApplied(ctx context.Context, idx uint64) error {
 func (f *FSM) Get(key string, nowMs int64) (*Entry, uint64) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return f.liveLocked(key, nowMs), f.applied.Load()
+	return f.liveLocked(key, f.at(nowMs)), f.applied.Load()
 }
 
 // GetMany reads keys from one consistent view; missing entries are nil.
@@ -387,6 +435,7 @@ func (f *FSM) GetMany(keys []string, nowMs int64) ([]*Entry, uint64) {
 	probe := &Entry{} // one search key for all: not one allocation per key
 	f.mu.RLock()
 	defer f.mu.RUnlock()
+	nowMs = f.at(nowMs)
 	for i, k := range keys {
 		probe.Key = k
 		if e, found := f.data.Get(probe); found && e.Live(nowMs) {
@@ -406,6 +455,7 @@ func (f *FSM) List(prefix, after string, limit int, nowMs int64) (entries []*Ent
 	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
+	nowMs = f.at(nowMs)
 	f.data.AscendGreaterOrEqual(&Entry{Key: start}, func(e *Entry) bool {
 		if !strings.HasPrefix(e.Key, prefix) {
 			return false

@@ -124,11 +124,12 @@ type state struct {
 	Applied uint64
 	Size    uint64
 	Mem     uint64
+	LogTime int64
 }
 
 func stateOf(f *FSM) state {
 	size, mem := f.Stats()
-	return state{Entries: dump(f), Expiry: expiryIndex(f), Members: f.Members(), Applied: f.Applied(), Size: size, Mem: mem}
+	return state{Entries: dump(f), Expiry: expiryIndex(f), Members: f.Members(), Applied: f.Applied(), Size: size, Mem: mem, LogTime: f.LogTime()}
 }
 
 // stateOpts compares states; bytes.Equal keeps big values cheap to compare.
@@ -290,7 +291,9 @@ func TestFSMConditionalWritesConflict(t *testing.T) {
 			if after.Applied != before.Applied+1 {
 				t.Errorf("applied %d, want %d: a rejected command still consumes its index", after.Applied, before.Applied+1)
 			}
-			after.Applied = before.Applied
+			// It consumes its index and its stamp moves the log's clock, as
+			// any entry's does; the data stays.
+			after.Applied, after.LogTime = before.Applied, before.LogTime
 			if diff := cmp.Diff(before, after, stateOpts); diff != "" {
 				t.Fatalf("rejected command changed state (-before +after):\n%s", diff)
 			}
@@ -439,6 +442,57 @@ func TestFSMTTLHiddenByReaderClock(t *testing.T) {
 	// Reading never removes anything: only Expire through raft does.
 	if size, _ := h.f.Stats(); size != 2 {
 		t.Fatalf("size %d after reads, want 2", size)
+	}
+}
+
+// Read at the log's clock, a key expires at a log index, not at a moment of
+// some replica's clock: a conditional write stamped before the expiry but
+// applied after the wall clock passed it still finds the key, and a read
+// served in between saw it alive too (bug B4). The clock goes back only for
+// a step of more than a second, and a snapshot carries it.
+func TestFSMExpiresByTheLogsClock(t *testing.T) {
+	h := newHarness(t)
+	h.mustOK(t0, putCmd("k", "v1", 1_000)) // expires at t0+1000
+	h.mustOK(t0, putCmd("other", "o", 1_000))
+	// Wall clock t0+1200: nothing stamped past the expiry was applied.
+	if e, _ := h.f.Get("k", AtLogTime); e == nil {
+		t.Fatal("k hidden before any command stamped past its expiry was applied")
+	}
+	// A CAS stamped at t0+900, committed now: the key was alive then.
+	cas := putCmd("k", "v2", 0)
+	cas.GetPut().IfModRevision = 1
+	rev := h.mustOK(t0+900, cas).GetRevision()
+	if e, _ := h.f.Get("k", AtLogTime); e == nil || string(e.Value) != "v2" || e.ModRevision != rev {
+		t.Fatalf("after the CAS: %+v", e)
+	}
+	// A command stamped past the other key's expiry hides it, before any
+	// Expire removes it.
+	h.mustOK(t0+1_500, putCmd("unrelated", "u", 0))
+	if e, _ := h.f.Get("other", AtLogTime); e != nil {
+		t.Fatalf("other still visible at log time %d", h.f.LogTime())
+	}
+	if es, _ := h.f.GetMany([]string{"other", "k"}, AtLogTime); es[0] != nil || es[1] == nil {
+		t.Fatalf("GetMany = %v", es)
+	}
+	if entries, _, _ := h.f.List("", "", 10, AtLogTime); len(entries) != 2 {
+		t.Fatalf("List = %d entries, want k and unrelated", len(entries))
+	}
+	// A write stamped at t0+1400 (a concurrent proposal) leaves the clock;
+	// one a second and more behind (the clock was stepped back) moves it.
+	h.mustOK(t0+1_400, putCmd("x", "x", 0))
+	if got := h.f.LogTime(); got != t0+1_500 {
+		t.Fatalf("log time %d after a stamp 100 ms behind, want %d", got, t0+1_500)
+	}
+	h.mustOK(t0+200, putCmd("x", "y", 0))
+	if got := h.f.LogTime(); got != t0+200 {
+		t.Fatalf("log time %d after a stamp 1.3 s behind, want %d", got, t0+200)
+	}
+	restored := NewFSM()
+	if err := restored.Restore(readCloser(snapshotBytes(t, h.f))); err != nil {
+		t.Fatal(err)
+	}
+	if got := restored.LogTime(); got != t0+200 {
+		t.Fatalf("restored log time %d, want %d", got, t0+200)
 	}
 }
 

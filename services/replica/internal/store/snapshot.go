@@ -31,6 +31,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		data:    f.data.Clone(),
 		members: f.members,
 		applied: f.applied.Load(),
+		logTime: f.logTime,
 	}, nil
 }
 
@@ -38,6 +39,7 @@ type fsmSnapshot struct {
 	data    *btree.BTreeG[*Entry]
 	members map[string]string
 	applied uint64
+	logTime int64
 }
 
 // Persist writes the snapshot to sink.
@@ -52,7 +54,7 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 // write streams the snapshot in the snapshot format.
 func (s *fsmSnapshot) write(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
-	hdr := &raftv1.SnapshotHeader{FormatVersion: snapshotFormat, AppliedIndex: s.applied, EntryCount: uint64(s.data.Len())}
+	hdr := &raftv1.SnapshotHeader{FormatVersion: snapshotFormat, AppliedIndex: s.applied, EntryCount: uint64(s.data.Len()), LogTimeUnixMs: s.logTime}
 	if _, err := protodelim.MarshalTo(bw, hdr); err != nil {
 		return err
 	}
@@ -94,7 +96,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return err
 	}
 	f.mu.Lock()
-	f.data, f.expiry, f.members, f.mem, f.ctypes = fresh.data, fresh.expiry, fresh.members, fresh.mem, fresh.ctypes
+	f.data, f.expiry, f.members, f.mem, f.ctypes, f.logTime = fresh.data, fresh.expiry, fresh.members, fresh.mem, fresh.ctypes, fresh.logTime
 	f.applied.Store(applied)
 	f.mu.Unlock()
 	f.notifyApplied()
@@ -112,6 +114,7 @@ func (f *FSM) load(r io.Reader) (uint64, error) {
 	if hdr.GetFormatVersion() != snapshotFormat {
 		return 0, fmt.Errorf("snapshot format %d not supported (want %d)", hdr.GetFormatVersion(), snapshotFormat)
 	}
+	f.logTime = hdr.GetLogTimeUnixMs()
 	var n uint64
 	for {
 		var rec raftv1.SnapshotRecord

@@ -61,7 +61,11 @@ type Config struct {
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
-	// ReapInterval is how often the leader proposes removal of expired keys.
+	// ReapInterval is how often the leader looks for expired keys and
+	// proposes their removal (default 100 ms). Reads see a key go when that
+	// Expire command, or any other command stamped past its expiry, is
+	// applied (AtLogTime), so on an idle cluster this bounds how long an
+	// expired key stays visible.
 	ReapInterval time.Duration
 }
 
@@ -82,7 +86,7 @@ func (c *Config) setDefaults() {
 		c.RaftLogLevel = "warn"
 	}
 	if c.ReapInterval == 0 {
-		c.ReapInterval = time.Second
+		c.ReapInterval = 100 * time.Millisecond
 	}
 }
 
@@ -399,6 +403,7 @@ func (s *Store) lead(ctx context.Context, term uint64) {
 
 	t := time.NewTicker(s.cfg.ReapInterval)
 	defer t.Stop()
+	var pruned time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -420,7 +425,10 @@ func (s *Store) lead(ctx context.Context, term uint64) {
 				break
 			}
 		}
-		s.pruneMembers(ctx)
+		if time.Since(pruned) >= time.Second {
+			s.pruneMembers(ctx)
+			pruned = time.Now()
+		}
 	}
 }
 
