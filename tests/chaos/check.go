@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -95,37 +94,7 @@ func CheckSet(set *SetResult, final map[string]bool) (lost, phantoms []string) {
 type nodeState struct {
 	applied uint64
 	digest  string
-	keys    map[string]string // key -> "value@mod/create/version/expires"
-	expires map[string]int64  // key -> expires_at (unix ms), for keys with a TTL
-}
-
-// expiringSlack: a key whose TTL ends before the last listing plus this is
-// left out of the comparison.
-const expiringSlack = time.Second
-
-// dropExpiring leaves out every key that expires by cutoff (unix ms) and
-// computes the digest of the rest. Each replica hides an expired key by its
-// own clock when it lists, and the listings of the replicas are moments
-// apart: a key that expired between two of them is in one and not the
-// other, though both hold the same state. (Reaping goes through Raft, so
-// at one applied index all replicas hold the same entries.)
-func (s *nodeState) dropExpiring(cutoff int64) {
-	for k, at := range s.expires {
-		if at <= cutoff {
-			delete(s.keys, k)
-		}
-	}
-	keys := slices.Sorted(maps.Keys(s.keys))
-	h := sha256.New()
-	var l [8]byte
-	for _, k := range keys {
-		for _, b := range [][]byte{[]byte(k), []byte(s.keys[k])} {
-			binary.BigEndian.PutUint64(l[:], uint64(len(b)))
-			h.Write(l[:])
-			h.Write(b)
-		}
-	}
-	s.digest = hex.EncodeToString(h.Sum(nil))[:16]
+	keys    map[string]string // key -> "value@mod/create/version"
 }
 
 // Converge waits until every replica has applied the same index, then
@@ -176,15 +145,12 @@ func (c *Cluster) readStates(ctx context.Context) (uint64, []nodeState, error) {
 		}
 		states[i] = s
 	}
-	cutoff := time.Now().Add(expiringSlack).UnixMilli()
-	for i := range states {
-		states[i].dropExpiring(cutoff)
-	}
 	return target, states, nil
 }
 
 func (c *Cluster) readState(ctx context.Context, n *Node) (nodeState, error) {
-	s := nodeState{keys: map[string]string{}, expires: map[string]int64{}}
+	s := nodeState{keys: map[string]string{}}
+	h := sha256.New()
 	req := &concordv1.ListRequest{Limit: 1000, Consistency: concordv1.Consistency_CONSISTENCY_EVENTUAL}
 	var rev uint64
 	for page := 0; ; page++ {
@@ -202,9 +168,13 @@ func (c *Cluster) readState(ctx context.Context, n *Node) (nodeState, error) {
 		for _, kv := range resp.Msg.GetKvs() {
 			v := fmt.Sprintf("%q@%d/%d/%d/%d", kv.GetValue(), kv.GetModRevision(), kv.GetCreateRevision(), kv.GetVersion(), kv.GetExpiresAtUnixMs())
 			s.keys[kv.GetKey()] = v
-			if at := kv.GetExpiresAtUnixMs(); at != 0 {
-				s.expires[kv.GetKey()] = at
-			}
+			var l [8]byte
+			binary.BigEndian.PutUint64(l[:], uint64(len(kv.GetKey())))
+			h.Write(l[:])
+			h.Write([]byte(kv.GetKey()))
+			binary.BigEndian.PutUint64(l[:], uint64(len(v)))
+			h.Write(l[:])
+			h.Write([]byte(v))
 		}
 		if resp.Msg.GetNextCursor() == "" {
 			break
@@ -212,6 +182,7 @@ func (c *Cluster) readState(ctx context.Context, n *Node) (nodeState, error) {
 		req.Cursor = resp.Msg.GetNextCursor()
 	}
 	s.applied = rev
+	s.digest = hex.EncodeToString(h.Sum(nil))[:16]
 	return s, nil
 }
 

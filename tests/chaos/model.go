@@ -126,14 +126,16 @@ type Output struct {
 // the last write to it (its ModRevision while it exists), 0 when that
 // write's outcome was unknown and no read has shown its revision since.
 //
-// A key written or touched with a TTL expires at one instant E, the
-// leader's stamp plus the TTL; the stamp falls between the write's call and
-// return, all replicas run on this machine's clock, and every replica hides
-// the key from E on (reads by their own clock, writes by the stamp of the
-// command). So E lies in [ExpLo, ExpHi]: the call plus the TTL to the
-// return plus the TTL, widened by expirySlack. An operation may see the key
-// alive if it was called before ExpHi, and gone if it returned after ExpLo.
-// A key without a TTL has both at math.MaxInt64.
+// A key written or touched with a TTL expires at one point of the log: the
+// first entry stamped at or past the leader's stamp plus the TTL (the
+// replica reads and writes at the log's clock). The stamp falls between
+// the write's call and return, and an entry stamped past the expiry is
+// applied soon after it (the workload writes all the time; the leader's
+// reaper proposes one when nothing else does). So the expiry happens in
+// [ExpLo, ExpHi]: the call plus the TTL, less expirySlack, to the return
+// plus the TTL, plus expiryLag. An operation may see the key alive if it
+// was called before ExpHi, and gone if it returned after ExpLo. A key
+// without a TTL has both at math.MaxInt64.
 type regState struct {
 	Exists       bool
 	Value        string
@@ -145,6 +147,10 @@ type regState struct {
 // the drift between the replicas' wall clock and the run's monotonic one.
 // The scenarios with short TTLs jump no clocks (Scenario.ShortTTL).
 const expirySlack = 100 * time.Millisecond
+
+// expiryLag bounds how long after its expiry instant a key stays visible:
+// until an entry stamped past it is applied where the read is served.
+const expiryLag = time.Second
 
 // alive reports whether the key may exist, unexpired, at some point of in.
 func (s regState) alive(in Input) bool { return s.Exists && in.Call < s.ExpHi }
@@ -161,8 +167,8 @@ func expiry(in Input) (lo, hi int64) {
 	}
 	ttl := in.TTL * int64(time.Second)
 	lo, hi = in.Call+ttl-int64(expirySlack), math.MaxInt64
-	if in.Return < math.MaxInt64-ttl-int64(expirySlack) {
-		hi = in.Return + ttl + int64(expirySlack)
+	if in.Return < math.MaxInt64-ttl-int64(expiryLag) {
+		hi = in.Return + ttl + int64(expiryLag)
 	}
 	return lo, hi
 }

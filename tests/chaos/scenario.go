@@ -127,6 +127,14 @@ func Scenarios() []Scenario {
 		{Name: "api-partition", Nodes: 3, Nemesis: spells(APIPartition), APIProxies: true, RichOps: true},
 		{Name: "fast-elections", Nodes: 3, Nemesis: rapidSpells(RaftPartitions), Args: fastElections, RichOps: true},
 		{Name: "sigterm", Nodes: 3, Nemesis: spells(TermRandom), RichOps: true},
+		// Keys that expire during the run (TTLs of 1–2 s over 200 keys, so a
+		// key often outlives its TTL untouched), checked by the
+		// model: across leader changes, and through snapshots and restarts.
+		{Name: "ttl-kill-leader", Nodes: 3, Nemesis: spells(KillLeader), RichOps: true, ShortTTL: 2 * time.Second, Keys: 200},
+		{
+			Name: "ttl-snapshot-restart", Nodes: 3, Nemesis: slowSpells(KillRandom), Args: tinySnapshots, RichOps: true,
+			ShortTTL: 2 * time.Second, Keys: 200,
+		},
 		// The WAL log store (--log-store wal) under the faults that touch the
 		// log most: whole-cluster crashes, lagging followers (with the WAL
 		// they mostly catch up from entries its segments still hold, below
