@@ -229,6 +229,23 @@ func firstLogIndex(t *testing.T, dataDir string) (first, last uint64) {
 	return first, last
 }
 
+// waitExpired waits until a strong read through kv finds key gone: a key
+// expires at the first entry stamped past its expiry (the reaper's Expire
+// on an idle cluster), a moment after the clock passes it.
+func waitExpired(t *testing.T, kv concordv1connect.KVServiceClient, key string) {
+	t.Helper()
+	waitFor(t, 10*time.Second, key+" expires", func() error {
+		_, err := get(t, kv, key, strong)
+		switch {
+		case err == nil:
+			return errors.New("a strong get still finds it")
+		case codeOf(err) != connect.CodeNotFound:
+			return fmt.Errorf("strong get: %w", err)
+		}
+		return nil
+	})
+}
+
 func TestTTLExpiresEverywhereAndIsReaped(t *testing.T) {
 	var clk replicatest.Clock
 	c := replicatest.Start(t, 3, replicatest.WithClock(&clk))
@@ -261,16 +278,7 @@ func TestTTLExpiresEverywhereAndIsReaped(t *testing.T) {
 	// past its expiry, here the reaper's Expire (store/DESIGN.md, "TTL").
 	// Once a strong read finds it gone, every replica that has applied that
 	// read's index does too.
-	waitFor(t, 10*time.Second, "a strong read finds the key expired", func() error {
-		_, err := get(t, kvClient(c.Addr(l)), "session:1", strong)
-		switch {
-		case err == nil:
-			return errors.New("strong get still finds the key")
-		case codeOf(err) != connect.CodeNotFound:
-			return fmt.Errorf("strong get: %w", err)
-		}
-		return nil
-	})
+	waitExpired(t, kvClient(c.Addr(l)), "session:1")
 	idx := put(t, kvClient(c.Addr(l)), "marker", "after the expiry")
 	for i := range 3 {
 		for _, cons := range []concordv1.Consistency{eventual, leader, strong} {
@@ -324,16 +332,7 @@ func TestRemainingTTLSurvivesLeaderChange(t *testing.T) {
 		t.Fatalf("remaining ttl %v on the new leader, want 1..50", resp.Msg.TtlSeconds)
 	}
 	clk.Advance(51 * time.Second)
-	waitFor(t, 10*time.Second, "the lease expires on the new leader", func() error {
-		_, err := get(t, kvClient(c.Addr(nl)), "lease", strong)
-		switch {
-		case err == nil:
-			return errors.New("strong get still finds the key")
-		case codeOf(err) != connect.CodeNotFound:
-			return fmt.Errorf("strong get: %w", err)
-		}
-		return nil
-	})
+	waitExpired(t, kvClient(c.Addr(nl)), "lease")
 }
 
 func TestStrongReadOnPartitionedLeaderFails(t *testing.T) {
