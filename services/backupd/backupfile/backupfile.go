@@ -220,7 +220,7 @@ func (s *source) ReadByte() (byte, error) {
 }
 
 func (s *source) note(err error) {
-	if err != nil && err != io.EOF && s.err == nil {
+	if err != nil && !errors.Is(err, io.EOF) && s.err == nil {
 		s.err = err
 	}
 }
@@ -318,7 +318,7 @@ func (r *Reader) trailer() error {
 	want := r.src.sum.Sum(nil)
 	got := make([]byte, sha256.Size)
 	if _, err := io.ReadFull(r.src.br, got); err != nil {
-		if err != io.EOF && err != io.ErrUnexpectedEOF {
+		if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
 			return fmt.Errorf("%w: %w", errRead, err)
 		}
 		return r.src.bad("truncated trailer")
@@ -329,7 +329,7 @@ func (r *Reader) trailer() error {
 	switch _, err := r.src.br.ReadByte(); {
 	case err == nil:
 		return fmt.Errorf("%w: bytes after the trailer", ErrCorrupt)
-	case err != io.EOF:
+	case !errors.Is(err, io.EOF):
 		return fmt.Errorf("%w: %w", errRead, err)
 	}
 	return io.EOF
