@@ -150,7 +150,9 @@ const expirySlack = 100 * time.Millisecond
 
 // expiryLag bounds how long after its expiry instant a key stays visible:
 // until an entry stamped past it is applied where the read is served.
-const expiryLag = time.Second
+// It is a bound on timing inside a safety check, so it is generous: the
+// reaper's Expire command may wait up to 5 s to commit.
+const expiryLag = 5 * time.Second
 
 // alive reports whether the key may exist, unexpired, at some point of in.
 func (s regState) alive(in Input) bool { return s.Exists && in.Call < s.ExpHi }

@@ -185,7 +185,7 @@ func TestRegisterModelExpiry(t *testing.T) {
 		}, false},
 		{"alive long after the TTL", []porcupine.Operation{
 			op(0, 0, s/10, putTTL("a", "x", 2), okAt(5)),
-			op(1, 4*s, 4*s+s/10, get("a"), read("x", 5)),
+			op(1, 8*s, 8*s+s/10, get("a"), read("x", 5)),
 		}, false},
 		{"a read across the expiry may see either", []porcupine.Operation{
 			op(0, 0, s/10, putTTL("a", "x", 2), okAt(5)),
@@ -212,7 +212,7 @@ func TestRegisterModelExpiry(t *testing.T) {
 		}, true},
 		{"cas succeeds on an expired key", []porcupine.Operation{
 			op(0, 0, s/10, putTTL("a", "x", 1), okAt(5)),
-			op(1, 3*s, 3*s+s/10, cas("a", "x", 5, "y"), okAt(9)),
+			op(1, 7*s, 7*s+s/10, cas("a", "x", 5, "y"), okAt(9)),
 		}, false},
 		{"delete of an expired key deletes nothing", []porcupine.Operation{
 			op(0, 0, s/10, putTTL("a", "x", 1), okAt(5)),
@@ -220,12 +220,12 @@ func TestRegisterModelExpiry(t *testing.T) {
 		}, true},
 		{"delete of an expired key reports it deleted", []porcupine.Operation{
 			op(0, 0, s/10, putTTL("a", "x", 1), okAt(5)),
-			op(1, 3*s, 3*s+s/10, del("a"), deleted(7, true)),
+			op(1, 7*s, 7*s+s/10, del("a"), deleted(7, true)),
 		}, false},
 		{"a touch extends the TTL", []porcupine.Operation{
 			op(0, 0, s/10, putTTL("a", "x", 1), okAt(5)),
 			op(1, s/2, s/2+s/10, touchTTL("a", 5), okAt(6)),
-			op(1, 3*s, 3*s+s/10, get("a"), read("x", 5)),
+			op(1, 7*s, 7*s+s/10, get("a"), read("x", 5)),
 		}, true},
 		{"a touch with no TTL removes the expiry", []porcupine.Operation{
 			op(0, 0, s/10, putTTL("a", "x", 1), okAt(5)),
@@ -235,12 +235,12 @@ func TestRegisterModelExpiry(t *testing.T) {
 		{"a touch that shortens the TTL", []porcupine.Operation{
 			op(0, 0, s/10, putTTL("a", "x", 60), okAt(5)),
 			op(1, s/2, s/2+s/10, touchTTL("a", 1), okAt(6)),
-			op(1, 3*s, 3*s+s/10, get("a"), read("x", 5)),
+			op(1, 7*s, 7*s+s/10, get("a"), read("x", 5)),
 		}, false},
 		{"an unknown touch may have extended the TTL", []porcupine.Operation{
 			op(0, 0, s/10, putTTL("a", "x", 1), okAt(5)),
 			op(1, s/2, -1, touchTTL("a", 5), unknown),
-			op(2, 3*s, 3*s+s/10, get("a"), read("x", 5)),
+			op(2, 7*s, 7*s+s/10, get("a"), read("x", 5)),
 		}, true},
 		{"an unknown touch may have been lost", []porcupine.Operation{
 			op(0, 0, s/10, putTTL("a", "x", 1), okAt(5)),

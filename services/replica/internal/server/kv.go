@@ -115,6 +115,15 @@ func (h *KV) toKV(e *store.Entry, nowMs int64, withValue, withTTL bool) (*concor
 	return kv, nil
 }
 
+// ttlNow is the time remaining TTLs count from (the log's clock moved on by
+// the wall clock since its last stamp), or 0 when no TTL is asked for.
+func (h *KV) ttlNow(withTTL bool) int64 {
+	if !withTTL {
+		return 0
+	}
+	return h.Store.FSM().LogNow(h.Store.NowMs())
+}
+
 // remainingSeconds rounds the time left up to whole seconds. A key is read
 // at the log's clock, which may trail the wall clock by a moment (until the
 // reaper's Expire command): one still there past its expiry has at least 1
@@ -137,7 +146,7 @@ func (h *KV) Get(ctx context.Context, req *connect.Request[concordv1.GetRequest]
 	if err := h.barrier(ctx, m.GetConsistency(), m.GetMinRevision()); err != nil {
 		return nil, err
 	}
-	now := h.Store.NowMs()
+	now := h.ttlNow(m.GetWithTtl())
 	e, rev := h.Store.FSM().Get(m.GetKey(), store.AtLogTime)
 	if e == nil {
 		return nil, notFound(m.GetKey())
@@ -177,7 +186,7 @@ func (h *KV) GetTTL(ctx context.Context, req *connect.Request[concordv1.GetTTLRe
 	if err := h.barrier(ctx, m.GetConsistency(), 0); err != nil {
 		return nil, err
 	}
-	now := h.Store.NowMs()
+	now := h.ttlNow(true)
 	e, rev := h.Store.FSM().Get(m.GetKey(), store.AtLogTime)
 	if e == nil {
 		return nil, notFound(m.GetKey())
@@ -213,7 +222,7 @@ func (h *KV) BatchGet(ctx context.Context, req *connect.Request[concordv1.BatchG
 	if err := h.barrier(ctx, m.GetConsistency(), m.GetMinRevision()); err != nil {
 		return nil, err
 	}
-	now := h.Store.NowMs()
+	now := h.ttlNow(m.GetWithTtl())
 	entries, rev := h.Store.FSM().GetMany(m.GetKeys(), store.AtLogTime)
 	resp := &concordv1.BatchGetResponse{Header: h.header(rev), Kvs: make([]*concordv1.KeyValue, 0, len(entries))}
 	for i, e := range entries {
@@ -283,7 +292,7 @@ func (h *KV) List(ctx context.Context, req *connect.Request[concordv1.ListReques
 	if err := h.barrier(ctx, m.GetConsistency(), 0); err != nil {
 		return nil, err
 	}
-	now := h.Store.NowMs()
+	now := h.ttlNow(m.GetWithTtl())
 	entries, more, rev := h.Store.FSM().List(m.GetPrefix(), after, limit, store.AtLogTime)
 	resp := &concordv1.ListResponse{Header: h.header(rev), Kvs: make([]*concordv1.KeyValue, 0, len(entries))}
 	for _, e := range entries {

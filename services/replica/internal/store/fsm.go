@@ -77,11 +77,12 @@ type FSM struct {
 	// (application/octet-stream, application/json), and one shared string
 	// saves an allocation per key.
 	ctypes map[string]string
-	// logTime is the log's clock (unix ms): the stamps of the commands
-	// applied so far, kept from going back (clockStepBack). Keys expire by
-	// it, for reads and writes alike, so every replica hides a key at the
-	// same log index (see AtLogTime).
-	logTime int64
+	// logTime is the log's clock (unix ms): it moves forward by as much as
+	// the stamps of the applied commands do, and never back (advanceLocked).
+	// Keys expire by it, for reads and writes alike, so every replica hides
+	// a key at the same log index (see AtLogTime). lastStamp is the stamp
+	// it last moved from.
+	logTime, lastStamp int64
 
 	applied   atomic.Uint64
 	waitMu    sync.Mutex
@@ -239,20 +240,36 @@ func conflict(idx uint64, format string, args ...any) *raftv1.Result {
 // proposes an Expire command as soon as a key is due.
 const AtLogTime int64 = math.MinInt64
 
-// clockStepBack: a command stamped more than this before the log's clock
-// moves it back (the leader's clock was stepped back), so that one forward
-// jump does not freeze expiry until the wall clock catches up. Smaller
-// differences (concurrent proposals, a new leader's clock a little behind)
-// leave it where it is.
+// clockStepBack: a stamp more than this behind the last one means the
+// leader's clock was stepped back (or a new leader's clock is behind):
+// the log's clock then keeps its time and counts on from the new stamps,
+// so one forward jump neither freezes expiry until the wall clock catches
+// up nor, by going back, brings expired keys back to life. Smaller
+// differences (concurrent proposals stamped out of order) are ignored.
 const clockStepBack = 1000
 
-// advanceLocked moves the log's clock to stamp (see clockStepBack) and
-// returns it. A command without a stamp leaves it.
+// advanceLocked moves the log's clock by as much as stamp is past the last
+// stamp, and returns it. It never goes back. A command without a stamp
+// leaves it.
 func (f *FSM) advanceLocked(stamp int64) int64 {
-	if stamp != 0 && (stamp > f.logTime || stamp < f.logTime-clockStepBack) {
-		f.logTime = stamp
+	switch {
+	case stamp == 0:
+	case stamp > f.lastStamp:
+		f.logTime += stamp - f.lastStamp
+		f.lastStamp = stamp
+	case stamp < f.lastStamp-clockStepBack:
+		f.lastStamp = stamp
 	}
 	return f.logTime
+}
+
+// LogNow is the log's clock as of the wall-clock time nowMs: its time plus
+// what the wall clock has moved since the last stamp. The reaper looks for
+// due keys at it, and the remaining TTL a read reports counts from it.
+func (f *FSM) LogNow(nowMs int64) int64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.logTime + max(0, nowMs-f.lastStamp)
 }
 
 // at resolves a read's time (AtLogTime: the log's clock).

@@ -448,8 +448,8 @@ func TestFSMTTLHiddenByReaderClock(t *testing.T) {
 // Read at the log's clock, a key expires at a log index, not at a moment of
 // some replica's clock: a conditional write stamped before the expiry but
 // applied after the wall clock passed it still finds the key, and a read
-// served in between saw it alive too (bug B4). The clock goes back only for
-// a step of more than a second, and a snapshot carries it.
+// served in between saw it alive too (bug B4). The clock never goes back,
+// even when the leader's does, and a snapshot carries it.
 func TestFSMExpiresByTheLogsClock(t *testing.T) {
 	h := newHarness(t)
 	h.mustOK(t0, putCmd("k", "v1", 1_000)) // expires at t0+1000
@@ -477,22 +477,33 @@ func TestFSMExpiresByTheLogsClock(t *testing.T) {
 	if entries, _, _ := h.f.List("", "", 10, AtLogTime); len(entries) != 2 {
 		t.Fatalf("List = %d entries, want k and unrelated", len(entries))
 	}
-	// A write stamped at t0+1400 (a concurrent proposal) leaves the clock;
-	// one a second and more behind (the clock was stepped back) moves it.
+	// A write stamped at t0+1400 (a concurrent proposal) leaves the clock.
 	h.mustOK(t0+1_400, putCmd("x", "x", 0))
 	if got := h.f.LogTime(); got != t0+1_500 {
 		t.Fatalf("log time %d after a stamp 100 ms behind, want %d", got, t0+1_500)
 	}
+	// The leader's clock steps back 1.3 s: the log's clock stays, so the
+	// expired key stays gone, and then counts on from the new stamps.
 	h.mustOK(t0+200, putCmd("x", "y", 0))
-	if got := h.f.LogTime(); got != t0+200 {
-		t.Fatalf("log time %d after a stamp 1.3 s behind, want %d", got, t0+200)
+	if got := h.f.LogTime(); got != t0+1_500 {
+		t.Fatalf("log time %d after a stamp 1.3 s behind, want %d (it never goes back)", got, t0+1_500)
+	}
+	if e, _ := h.f.Get("other", AtLogTime); e != nil {
+		t.Fatal("an expired key came back when the leader's clock stepped back")
+	}
+	h.mustOK(t0+700, putCmd("x", "z", 0))
+	if got := h.f.LogTime(); got != t0+2_000 {
+		t.Fatalf("log time %d after 500 ms more of stamps, want %d", got, t0+2_000)
+	}
+	if got := h.f.LogNow(t0 + 900); got != t0+2_200 {
+		t.Fatalf("LogNow 200 ms after the last stamp = %d, want %d", got, t0+2_200)
 	}
 	restored := NewFSM()
 	if err := restored.Restore(readCloser(snapshotBytes(t, h.f))); err != nil {
 		t.Fatal(err)
 	}
-	if got := restored.LogTime(); got != t0+200 {
-		t.Fatalf("restored log time %d, want %d", got, t0+200)
+	if got := restored.LogNow(t0 + 900); got != t0+2_200 {
+		t.Fatalf("restored LogNow = %d, want %d", got, t0+2_200)
 	}
 }
 

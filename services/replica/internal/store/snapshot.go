@@ -32,6 +32,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		members: f.members,
 		applied: f.applied.Load(),
 		logTime: f.logTime,
+		last:    f.lastStamp,
 	}, nil
 }
 
@@ -40,6 +41,7 @@ type fsmSnapshot struct {
 	members map[string]string
 	applied uint64
 	logTime int64
+	last    int64
 }
 
 // Persist writes the snapshot to sink.
@@ -54,7 +56,7 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 // write streams the snapshot in the snapshot format.
 func (s *fsmSnapshot) write(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
-	hdr := &raftv1.SnapshotHeader{FormatVersion: snapshotFormat, AppliedIndex: s.applied, EntryCount: uint64(s.data.Len()), LogTimeUnixMs: s.logTime}
+	hdr := &raftv1.SnapshotHeader{FormatVersion: snapshotFormat, AppliedIndex: s.applied, EntryCount: uint64(s.data.Len()), LogTimeUnixMs: s.logTime, LastStampUnixMs: s.last}
 	if _, err := protodelim.MarshalTo(bw, hdr); err != nil {
 		return err
 	}
@@ -96,7 +98,8 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return err
 	}
 	f.mu.Lock()
-	f.data, f.expiry, f.members, f.mem, f.ctypes, f.logTime = fresh.data, fresh.expiry, fresh.members, fresh.mem, fresh.ctypes, fresh.logTime
+	f.data, f.expiry, f.members, f.mem, f.ctypes = fresh.data, fresh.expiry, fresh.members, fresh.mem, fresh.ctypes
+	f.logTime, f.lastStamp = fresh.logTime, fresh.lastStamp
 	f.applied.Store(applied)
 	f.mu.Unlock()
 	f.notifyApplied()
@@ -114,7 +117,7 @@ func (f *FSM) load(r io.Reader) (uint64, error) {
 	if hdr.GetFormatVersion() != snapshotFormat {
 		return 0, fmt.Errorf("snapshot format %d not supported (want %d)", hdr.GetFormatVersion(), snapshotFormat)
 	}
-	f.logTime = hdr.GetLogTimeUnixMs()
+	f.logTime, f.lastStamp = hdr.GetLogTimeUnixMs(), hdr.GetLastStampUnixMs()
 	var n uint64
 	for {
 		var rec raftv1.SnapshotRecord

@@ -411,7 +411,7 @@ func (s *Store) lead(ctx context.Context, term uint64) {
 		case <-t.C:
 		}
 		for {
-			keys := s.fsm.Expired(s.NowMs(), 500)
+			keys := s.fsm.Expired(s.fsm.LogNow(s.NowMs()), 500)
 			if len(keys) == 0 {
 				break
 			}
