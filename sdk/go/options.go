@@ -168,7 +168,10 @@ type OpOption func(*op)
 
 func (o *op) mark(name string) { o.used = append(o.used, name) }
 
-// WithTTL makes a written key expire after d (whole seconds, at least 1 s).
+// WithTTL makes a written key expire after d (whole seconds, at least 1 s),
+// counted from when the leader accepted the write. The key expires at one
+// point of the Raft log, the same for every replica, read and conditional
+// write; on an idle cluster it may stay readable up to about 100 ms longer.
 func WithTTL(d time.Duration) OpOption {
 	return func(o *op) { o.ttl = &d; o.mark("WithTTL") }
 }
