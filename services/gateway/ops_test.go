@@ -127,12 +127,16 @@ func TestMetrics(t *testing.T) {
 	c := replicatest.Start(t, 3)
 	c.WaitLeader(leaderTimeout)
 	base := startGateway(t, gateway.Config{Replicas: c.Addrs()})
-	put(t, base, "metrics:a", `{"value": 1}`)
+	written := put(t, base, "metrics:a", `{"value": 1}`)
 	do(t, http.MethodGet, base+"/api/v1/kv/metrics:a?consistency=strong", "").ok(t, nil)
 	do(t, http.MethodGet, base+"/api/v1/kv/metrics:a", "").ok(t, nil)
 	do(t, http.MethodGet, base+"/api/v1/kv/metrics:none", "").fails(t, 404, "not_found", "")
 	kv := concordv1connect.NewKVServiceClient(http.DefaultClient, base)
-	if _, err := kv.Get(t.Context(), connect.NewRequest(&concordv1.GetRequest{Key: "metrics:a", Consistency: concordv1.Consistency_CONSISTENCY_EVENTUAL})); err != nil {
+	// An eventual read may reach a follower that has not applied the put
+	// yet: MinRevision makes it wait for it.
+	if _, err := kv.Get(t.Context(), connect.NewRequest(&concordv1.GetRequest{
+		Key: "metrics:a", Consistency: concordv1.Consistency_CONSISTENCY_EVENTUAL, MinRevision: written.Revision,
+	})); err != nil {
 		t.Fatal(err)
 	}
 
