@@ -100,7 +100,7 @@ bench: ## Run the Go benchmarks once (-benchtime=1x) so they keep compiling
 
 BENCH_SECONDS ?= 30
 .PHONY: bench-compare
-bench-compare: ## 3-node etcd vs 3-node Concord side by side (BENCH_SECONDS per run; BENCH_REPLICA_ARGS="--log-store wal" for extra replica flags)
+bench-compare: ## 3-node etcd vs 3-node Concord side by side (BENCH_SECONDS per run; BENCH_REPLICA_ARGS="--log-store bolt" for extra replica flags)
 	@command -v etcd >/dev/null || { apt-get update -qq && apt-get install -y -qq etcd-server; }
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/replica ./services/replica/cmd/replica

@@ -475,11 +475,11 @@ func testSnapshotsTruncateLogAndRestartRecovers(t *testing.T, kind string) {
 }
 
 // TestFollowerCatchesUpAfterDowntime forces an InstallSnapshot. It runs on
-// bolt only: raft-wal (v0.4.0) still serves entries below its first index
+// bolt only: raft-wal (v0.4.2) still serves entries below its first index
 // until their 64 MiB segment is deleted, so its leader sends those (genuine,
 // committed) entries instead of a snapshot.
 func TestFollowerCatchesUpAfterDowntime(t *testing.T) {
-	c := replicatest.Start(t, 3, snapshotOften)
+	c := replicatest.Start(t, 3, snapshotOften, withLogStore(replica.LogStoreBolt))
 	l := c.WaitLeader(10 * time.Second)
 	early := writeMany(t, c, "early/", 10, 2)
 	c.WaitApplied(timeout(t, 10*time.Second), maxRev(early))

@@ -38,14 +38,15 @@ type Peer struct {
 type Config struct {
 	// NodeID names this replica in the Raft configuration. Required.
 	NodeID string
-	// DataDir holds the Raft log (raft.db, or wal/ with LogStoreWAL) and
+	// DataDir holds the Raft log (wal/, or raft.db with LogStoreBolt) and
 	// snapshots. Required.
 	DataDir string
-	// LogStore is where the Raft log is kept: LogStoreBolt (the default,
-	// hashicorp/raft-boltdb) or LogStoreWAL (hashicorp/raft-wal: one fsync
-	// per append instead of two, so faster writes; its authors still call it
-	// experimental). Both fsync every append. A data directory keeps the
-	// kind it was created with: opening it with the other one fails.
+	// LogStore is where the Raft log is kept: LogStoreWAL
+	// (hashicorp/raft-wal: one fsync per append) or LogStoreBolt
+	// (hashicorp/raft-boltdb: two, so slower writes). Both fsync every
+	// append. A data directory keeps the kind it was created with: opening
+	// it with the other one fails. LogStoreAuto (the default; "" too) opens
+	// the kind the data directory holds, and LogStoreWAL in a new one.
 	LogStore string
 
 	// APIListener serves Connect; if nil, APIAddr is listened on.
@@ -126,6 +127,7 @@ type Config struct {
 
 // Log store kinds for Config.LogStore.
 const (
+	LogStoreAuto = store.LogStoreAuto
 	LogStoreBolt = store.LogStoreBolt
 	LogStoreWAL  = store.LogStoreWAL
 )
@@ -144,7 +146,7 @@ func DefaultConfig() Config {
 		CompressionThreshold: c.ThresholdBytes,
 		MaxValueBytes:        MaxValueLimit,
 		DefaultConsistency:   "leader",
-		LogStore:             LogStoreBolt,
+		LogStore:             LogStoreAuto,
 	}
 }
 
@@ -169,8 +171,10 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("data dir is required")
 	}
-	if c.LogStore != "" && c.LogStore != LogStoreBolt && c.LogStore != LogStoreWAL {
-		return fmt.Errorf("log store %q: want %s or %s", c.LogStore, LogStoreBolt, LogStoreWAL)
+	switch c.LogStore {
+	case "", LogStoreAuto, LogStoreWAL, LogStoreBolt:
+	default:
+		return fmt.Errorf("log store %q: want %s, %s or %s", c.LogStore, LogStoreAuto, LogStoreWAL, LogStoreBolt)
 	}
 	if c.MaxValueBytes <= 0 || c.MaxValueBytes > MaxValueLimit {
 		return fmt.Errorf("max value bytes %d out of range 1..%d", c.MaxValueBytes, MaxValueLimit)

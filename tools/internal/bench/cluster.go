@@ -413,7 +413,7 @@ feed:
 	return time.Since(start), loadErr
 }
 
-// diskUsage is a replica's data directory: the Raft log (raft.db) and the
+// diskUsage is a replica's data directory: the Raft log (wal/ or raft.db) and the
 // snapshots.
 type diskUsage struct {
 	log, snapshots int64

@@ -63,7 +63,7 @@ Flags:
 	fs.IntVar(&cc.valueSize, "value-size", 256, "value length in bytes")
 	fs.StringVar(&cc.replicaBin, "replica-bin", ".tmp/bin/replica", "Concord replica binary (make build)")
 	var replicaArgs string
-	fs.StringVar(&replicaArgs, "replica-args", getenv("BENCH_REPLICA_ARGS"), "extra flags for every Concord replica, space-separated, e.g. \"--log-store wal\" [BENCH_REPLICA_ARGS]")
+	fs.StringVar(&replicaArgs, "replica-args", getenv("BENCH_REPLICA_ARGS"), "extra flags for every Concord replica, space-separated, e.g. \"--log-store bolt\" [BENCH_REPLICA_ARGS]")
 	fs.StringVar(&cc.etcdBin, "etcd-bin", "etcd", "etcd server binary (Debian's etcd-server)")
 	fs.StringVar(&cc.workDir, "work-dir", "", "where both clusters keep their data (default a temp dir, removed after)")
 	if done, err := parseFlags(fs, args); done {

@@ -51,7 +51,7 @@ live heap of the runtime's gctrace, MB resolution) and the RSS
 (/proc/<pid>/status VmRSS), each minus the baseline, divided by the key
 count, and minus the raw key+value bytes ("overhead"; target <= %d B); the
 FSM's own estimate (ClusterService Status); and the data directory's Raft
-log (raft.db) and snapshot bytes. To force the GCs it reads keys in bulk
+log (wal/ or raft.db) and snapshot bytes. To force the GCs it reads keys in bulk
 (eventual reads) until two more GC cycles have run. Ends with a JSON line.
 
 Flags:

@@ -111,7 +111,7 @@ Flags:
 	)
 	fs.StringVar(&cfg.NodeID, "node-id", env("CONCORD_NODE_ID", "node1"), "this replica's id in the Raft configuration [CONCORD_NODE_ID]")
 	fs.StringVar(&cfg.DataDir, "data-dir", env("CONCORD_DATA_DIR", ""), "directory for the Raft log and snapshots (default ./data/<node-id>) [CONCORD_DATA_DIR]")
-	fs.StringVar(&cfg.LogStore, "log-store", env("CONCORD_LOG_STORE", cfg.LogStore), "Raft log store: bolt (hashicorp/raft-boltdb) or wal (hashicorp/raft-wal: one fsync per append instead of two, faster writes, called experimental by its authors); a data dir keeps the kind it was created with [CONCORD_LOG_STORE]")
+	fs.StringVar(&cfg.LogStore, "log-store", env("CONCORD_LOG_STORE", cfg.LogStore), "Raft log store: auto (what the data dir holds; wal in a new one), wal (hashicorp/raft-wal: one fsync per append) or bolt (hashicorp/raft-boltdb: two fsyncs per append, slower writes); a data dir keeps the kind it was created with [CONCORD_LOG_STORE]")
 	fs.StringVar(&cfg.APIAddr, "api-addr", env("CONCORD_API_ADDR", "127.0.0.1:7100"), "listen address of the Connect API [CONCORD_API_ADDR]")
 	fs.StringVar(&cfg.APIAdvertise, "api-advertise", env("CONCORD_API_ADVERTISE", ""), "base URL peers use to reach the API (default http://<api-addr>) [CONCORD_API_ADVERTISE]")
 	fs.StringVar(&cfg.RaftAddr, "raft-addr", env("CONCORD_RAFT_ADDR", "127.0.0.1:7000"), "listen address of the Raft transport [CONCORD_RAFT_ADDR]")

@@ -39,8 +39,8 @@ func TestParsePrecedence(t *testing.T) {
 	if cfg.LogStore != "wal" {
 		t.Fatalf("log store %q from env, want wal", cfg.LogStore)
 	}
-	if cfg, _, _ := parse(nil, mapEnv(nil), &bytes.Buffer{}); cfg.LogStore != "bolt" {
-		t.Fatalf("default log store %q, want bolt", cfg.LogStore)
+	if cfg, _, _ := parse(nil, mapEnv(nil), &bytes.Buffer{}); cfg.LogStore != "auto" {
+		t.Fatalf("default log store %q, want auto", cfg.LogStore)
 	}
 }
 
@@ -53,7 +53,7 @@ func TestParseRejectsBadInput(t *testing.T) {
 		"bad int env":          {env: map[string]string{"CONCORD_COMPRESSION_LEVEL": "high"}, want: "CONCORD_COMPRESSION_LEVEL"},
 		"bad bool env":         {env: map[string]string{"CONCORD_BOOTSTRAP": "maybe"}, want: "CONCORD_BOOTSTRAP"},
 		"bad algorithm":        {args: []string{"--compression-algorithm", "lz4"}, want: "lz4"},
-		"bad log store":        {args: []string{"--log-store", "rocks"}, want: `log store "rocks": want bolt or wal`},
+		"bad log store":        {args: []string{"--log-store", "rocks"}, want: `log store "rocks": want auto, wal or bolt`},
 		"level range":          {args: []string{"--compression-level", "12"}, want: "level"},
 		"bad peers":            {env: map[string]string{"CONCORD_PEERS": "a=1,b"}, want: "want id=host:port"},
 		"duplicate peer":       {env: map[string]string{"CONCORD_PEERS": "a=h:1,a=h:2"}, want: "twice"},

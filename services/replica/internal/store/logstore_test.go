@@ -16,11 +16,8 @@ import (
 // Each kind of log store keeps its log and stable state across a reopen,
 // and a data directory refuses the other kind without touching anything.
 func TestLogStoreKeepsItsKind(t *testing.T) {
-	for _, tc := range []struct{ kind, other string }{{LogStoreBolt, LogStoreWAL}, {LogStoreWAL, LogStoreBolt}, {"", LogStoreWAL}} {
+	for _, tc := range []struct{ kind, other string }{{LogStoreBolt, LogStoreWAL}, {LogStoreWAL, LogStoreBolt}} {
 		name := tc.kind
-		if name == "" {
-			name = "default"
-		}
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			s, err := openLogStore(dir, tc.kind)
@@ -62,6 +59,42 @@ func TestLogStoreKeepsItsKind(t *testing.T) {
 	}
 	if _, err := openLogStore(t.TempDir(), "rocks"); err == nil {
 		t.Error("an unknown log store kind opened")
+	}
+}
+
+// The default (auto) opens what a data directory holds, so a directory
+// created with the bolt store keeps starting after the default changed,
+// and a new one gets the WAL.
+func TestAutoLogStoreOpensWhatTheDirectoryHolds(t *testing.T) {
+	for _, created := range []string{LogStoreBolt, LogStoreWAL} {
+		dir := t.TempDir()
+		s, err := openLogStore(dir, created)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for _, auto := range []string{LogStoreAuto, ""} {
+			if got, err := resolveLogStore(dir, auto); err != nil || got != created {
+				t.Errorf("%q in a %s directory: %q %v, want %s", auto, created, got, err, created)
+			}
+		}
+		for _, explicit := range []string{LogStoreBolt, LogStoreWAL} {
+			if got, err := resolveLogStore(dir, explicit); err != nil || got != explicit {
+				t.Errorf("%q in a %s directory: %q %v, want it as asked", explicit, created, got, err)
+			}
+		}
+	}
+	dir := t.TempDir()
+	if got, err := resolveLogStore(dir, LogStoreAuto); err != nil || got != LogStoreWAL {
+		t.Errorf("auto in a new directory: %q %v, want %s", got, err, LogStoreWAL)
+	}
+	if _, err := resolveLogStore(dir, "rocks"); err == nil || !strings.Contains(err.Error(), "rocks") {
+		t.Errorf("an unknown kind: %v, want an error naming it", err)
+	}
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
+		t.Errorf("resolving changed the directory: %v %v", entries, err)
 	}
 }
 

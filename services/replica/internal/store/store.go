@@ -52,7 +52,8 @@ type Config struct {
 	// RaftLogOutput receives hashicorp/raft's own log lines (default stderr).
 	RaftLogOutput io.Writer
 	RaftLogLevel  string
-	// LogStore is LogStoreBolt (default) or LogStoreWAL.
+	// LogStore is LogStoreAuto ("" too: the kind the data directory holds,
+	// LogStoreWAL in a new one), LogStoreWAL or LogStoreBolt.
 	LogStore string
 
 	SnapshotThreshold  uint64
@@ -142,8 +143,12 @@ func Open(cfg Config) (*Store, error) {
 		}
 		adv = a
 	}
-	created := logStoreCreates(cfg.DataDir, cfg.LogStore)
-	disk, err := openLogStore(cfg.DataDir, cfg.LogStore)
+	kind, err := resolveLogStore(cfg.DataDir, cfg.LogStore)
+	if err != nil {
+		return nil, fmt.Errorf("open raft log: %w", err)
+	}
+	created := logStoreCreates(cfg.DataDir, kind)
+	disk, err := openLogStore(cfg.DataDir, kind)
 	if err != nil {
 		return nil, fmt.Errorf("open raft log: %w", err)
 	}

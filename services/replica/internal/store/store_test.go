@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,12 +22,25 @@ import (
 // it leads and may serve strong reads.
 func openSingle(tb testing.TB, now func() time.Time) *Store {
 	tb.Helper()
+	s := openSingleIn(tb, tb.TempDir(), "", now)
+	tb.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			tb.Errorf("close store: %v", err)
+		}
+	})
+	return s
+}
+
+// openSingleIn is openSingle in dir on the given log store; the caller
+// closes it.
+func openSingleIn(tb testing.TB, dir, logStore string, now func() time.Time) *Store {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	s, err := Open(Config{
-		NodeID: "n1", DataDir: tb.TempDir(), RaftListener: ln, APIAddress: "http://127.0.0.1:1",
+		NodeID: "n1", DataDir: dir, LogStore: logStore, RaftListener: ln, APIAddress: "http://127.0.0.1:1",
 		Bootstrap: true, Now: now, ReapInterval: 10 * time.Millisecond,
 		Logger:        slog.New(slog.NewTextHandler(tb.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 		RaftLogOutput: tb.Output(), RaftLogLevel: "error",
@@ -33,11 +49,6 @@ func openSingle(tb testing.TB, now func() time.Time) *Store {
 	if err != nil {
 		tb.Fatalf("open store: %v", err)
 	}
-	tb.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			tb.Errorf("close store: %v", err)
-		}
-	})
 	deadline := time.Now().Add(10 * time.Second)
 	for !s.IsLeader() || s.readyTerm.Load() != s.raft.CurrentTerm() {
 		if time.Now().After(deadline) {
@@ -67,6 +78,42 @@ func TestReadIndexWaitsForTheTermsFirstEntry(t *testing.T) {
 				t.Fatalf("leader not ready for its term: got %v, want ErrNotReady", err)
 			}
 		})
+	}
+}
+
+// A data directory created on the bolt log store (the default before the
+// WAL) starts again on the default, auto, with its data, and gets no WAL
+// beside its log.
+func TestDefaultLogStoreKeepsABoltDirectory(t *testing.T) {
+	dir := t.TempDir()
+	now := func() time.Time { return time.UnixMilli(t0) }
+	s := openSingleIn(t, dir, LogStoreBolt, now)
+	put := &raftv1.Command{Op: &raftv1.Command_Put{Put: &raftv1.Put{Key: "k", Value: []byte("on bolt")}}}
+	res, err := s.Apply(t.Context(), put)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openSingleIn(t, dir, "", now)
+	defer func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close store: %v", err)
+		}
+	}()
+	if err := s.ReadBarrier(t.Context(), Strong, res.GetRevision()); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := s.fsm.Get("k", t0); e == nil || string(e.Value) != "on bolt" {
+		t.Fatalf("after reopening on the default log store: %+v, want the value written on bolt", e)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "raft.db")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "wal")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a WAL appeared beside the bolt log: %v", err)
 	}
 }
 
