@@ -115,8 +115,8 @@ func (h *KV) toKV(e *store.Entry, nowMs int64, withValue, withTTL bool) (*concor
 	return kv, nil
 }
 
-// ttlNow is the time remaining TTLs count from (the log's clock moved on by
-// the wall clock since its last stamp), or 0 when no TTL is asked for.
+// ttlNow is the time remaining TTLs count from (the later of the log's
+// clock and the wall clock), or 0 when no TTL is asked for.
 func (h *KV) ttlNow(withTTL bool) int64 {
 	if !withTTL {
 		return 0

@@ -77,12 +77,11 @@ type FSM struct {
 	// (application/octet-stream, application/json), and one shared string
 	// saves an allocation per key.
 	ctypes map[string]string
-	// logTime is the log's clock (unix ms): it moves forward by as much as
-	// the stamps of the applied commands do, and never back (advanceLocked).
-	// Keys expire by it, for reads and writes alike, so every replica hides
-	// a key at the same log index (see AtLogTime). lastStamp is the stamp
-	// it last moved from.
-	logTime, lastStamp int64
+	// logTime is the log's clock (unix ms): the latest stamp of the applied
+	// commands (advanceLocked). Keys expire by it, for reads and writes
+	// alike, so every replica hides a key at the same log index (see
+	// AtLogTime).
+	logTime int64
 
 	applied   atomic.Uint64
 	waitMu    sync.Mutex
@@ -240,36 +239,35 @@ func conflict(idx uint64, format string, args ...any) *raftv1.Result {
 // proposes an Expire command as soon as a key is due.
 const AtLogTime int64 = math.MinInt64
 
-// clockStepBack: a stamp more than this behind the last one means the
-// leader's clock was stepped back (or a new leader's clock is behind):
-// the log's clock then keeps its time and counts on from the new stamps,
-// so one forward jump neither freezes expiry until the wall clock catches
-// up nor, by going back, brings expired keys back to life. Smaller
-// differences (concurrent proposals stamped out of order) are ignored.
-const clockStepBack = 1000
-
-// advanceLocked moves the log's clock by as much as stamp is past the last
-// stamp, and returns it. It never goes back. A command without a stamp
-// leaves it.
+// advanceLocked moves the log's clock to stamp if stamp is later, and
+// returns it. It never goes back, so a key once expired stays expired
+// (until written again) whatever the leader's clock does next. A command
+// without a stamp leaves it.
+//
+// Being the latest stamp, the log's clock is never further from the wall
+// clock than the worst leader clock error seen: a leader whose clock ran
+// ahead by J expires keys up to J early, and once its clock is put right
+// the log's clock waits (keys outlive their TTL by up to J) until the wall
+// clock passes it. Repeated jumps do not add up. (Counting on from the
+// stamps after a step back instead, as Concord did for a day, made every
+// forward step permanent, even putting a clock that was set back right
+// again: a key lost each step's size of its TTL, and the chaos suite's
+// clock-jump scenario lost keys with a 3 h TTL: bug B6 in
+// tests/chaos/README.md.)
 func (f *FSM) advanceLocked(stamp int64) int64 {
-	switch {
-	case stamp == 0:
-	case stamp > f.lastStamp:
-		f.logTime += stamp - f.lastStamp
-		f.lastStamp = stamp
-	case stamp < f.lastStamp-clockStepBack:
-		f.lastStamp = stamp
+	if stamp > f.logTime {
+		f.logTime = stamp
 	}
 	return f.logTime
 }
 
-// LogNow is the log's clock as of the wall-clock time nowMs: its time plus
-// what the wall clock has moved since the last stamp. The reaper looks for
-// due keys at it, and the remaining TTL a read reports counts from it.
+// LogNow is the log's clock as of the wall-clock time nowMs: the later of
+// the two. The reaper looks for due keys at it, and the remaining TTL a
+// read reports counts from it.
 func (f *FSM) LogNow(nowMs int64) int64 {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return f.logTime + max(0, nowMs-f.lastStamp)
+	return max(f.logTime, nowMs)
 }
 
 // at resolves a read's time (AtLogTime: the log's clock).

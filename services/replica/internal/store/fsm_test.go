@@ -483,7 +483,7 @@ func TestFSMExpiresByTheLogsClock(t *testing.T) {
 		t.Fatalf("log time %d after a stamp 100 ms behind, want %d", got, t0+1_500)
 	}
 	// The leader's clock steps back 1.3 s: the log's clock stays, so the
-	// expired key stays gone, and then counts on from the new stamps.
+	// expired key stays gone, and waits until the stamps pass it again.
 	h.mustOK(t0+200, putCmd("x", "y", 0))
 	if got := h.f.LogTime(); got != t0+1_500 {
 		t.Fatalf("log time %d after a stamp 1.3 s behind, want %d (it never goes back)", got, t0+1_500)
@@ -492,18 +492,53 @@ func TestFSMExpiresByTheLogsClock(t *testing.T) {
 		t.Fatal("an expired key came back when the leader's clock stepped back")
 	}
 	h.mustOK(t0+700, putCmd("x", "z", 0))
-	if got := h.f.LogTime(); got != t0+2_000 {
-		t.Fatalf("log time %d after 500 ms more of stamps, want %d", got, t0+2_000)
+	if got := h.f.LogTime(); got != t0+1_500 {
+		t.Fatalf("log time %d after a stamp still behind it, want %d", got, t0+1_500)
 	}
-	if got := h.f.LogNow(t0 + 900); got != t0+2_200 {
-		t.Fatalf("LogNow 200 ms after the last stamp = %d, want %d", got, t0+2_200)
+	if got := h.f.LogNow(t0 + 900); got != t0+1_500 {
+		t.Fatalf("LogNow with the wall clock behind the log's = %d, want %d", got, t0+1_500)
+	}
+	if got := h.f.LogNow(t0 + 1_800); got != t0+1_800 {
+		t.Fatalf("LogNow with the wall clock past the log's = %d, want %d", got, t0+1_800)
+	}
+	h.mustOK(t0+2_000, putCmd("x", "w", 0))
+	if got := h.f.LogTime(); got != t0+2_000 {
+		t.Fatalf("log time %d after a later stamp, want %d", got, t0+2_000)
 	}
 	restored := NewFSM()
 	if err := restored.Restore(readCloser(snapshotBytes(t, h.f))); err != nil {
 		t.Fatal(err)
 	}
-	if got := restored.LogNow(t0 + 900); got != t0+2_200 {
-		t.Fatalf("restored LogNow = %d, want %d", got, t0+2_200)
+	if got := restored.LogTime(); got != t0+2_000 {
+		t.Fatalf("restored log time = %d, want %d", got, t0+2_000)
+	}
+}
+
+// A leader clock that jumps forward and back again and again costs a key
+// at most the largest jump, not their sum (bug B6: counting on from the
+// stamps after each step back expired a 3 h key after a few 90 min jumps).
+func TestFSMClockJumpsDoNotAddUp(t *testing.T) {
+	const jump = 90 * 60 * 1000
+	h := newHarness(t)
+	h.mustOK(t0, putCmd("k", "v", 3*60*60*1000)) // expires at t0+3h
+	// Ahead and put right, then set back and put right (which, to a clock
+	// counting on from the stamps, is a step forward too), five times.
+	for i := range int64(5) {
+		h.mustOK(t0+i*1_000+jump, putCmd("x", "ahead", 0))
+		h.mustOK(t0+i*1_000+250, putCmd("x", "right", 0))
+		h.mustOK(t0+i*1_000+500-jump, putCmd("x", "behind", 0))
+		h.mustOK(t0+i*1_000+750, putCmd("x", "right", 0))
+	}
+	if got, limit := h.f.LogTime(), t0+4_000+jump; got > limit {
+		t.Fatalf("log time %d after ten 90 min jumps, want at most the latest jumped stamp %d", got, limit)
+	}
+	if e, _ := h.f.Get("k", AtLogTime); e == nil {
+		t.Fatal("a 3 h key expired after ten 90 min jumps of the leader's clock")
+	}
+	// And its expiry did not move: it goes when the stamps pass t0+3h.
+	h.mustOK(t0+3*60*60*1000, putCmd("x", "later", 0))
+	if e, _ := h.f.Get("k", AtLogTime); e != nil {
+		t.Fatalf("k alive at log time %d, past its expiry", h.f.LogTime())
 	}
 }
 
@@ -776,7 +811,7 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	}
 	// And the restored FSM carries on applying.
 	other.idx = want.Applied
-	other.mustOK(t0+70_000, expireCmd("ttl"))
+	other.mustOK(other.f.LogTime()+60_001, expireCmd("ttl"))
 	if e, _ := other.f.Get("ttl", t0); e != nil {
 		t.Fatal("expire after restore did not remove the key")
 	}

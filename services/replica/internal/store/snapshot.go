@@ -32,7 +32,6 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		members: f.members,
 		applied: f.applied.Load(),
 		logTime: f.logTime,
-		last:    f.lastStamp,
 	}, nil
 }
 
@@ -41,7 +40,6 @@ type fsmSnapshot struct {
 	members map[string]string
 	applied uint64
 	logTime int64
-	last    int64
 }
 
 // Persist writes the snapshot to sink.
@@ -56,7 +54,7 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 // write streams the snapshot in the snapshot format.
 func (s *fsmSnapshot) write(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
-	hdr := &raftv1.SnapshotHeader{FormatVersion: snapshotFormat, AppliedIndex: s.applied, EntryCount: uint64(s.data.Len()), LogTimeUnixMs: s.logTime, LastStampUnixMs: s.last}
+	hdr := &raftv1.SnapshotHeader{FormatVersion: snapshotFormat, AppliedIndex: s.applied, EntryCount: uint64(s.data.Len()), LogTimeUnixMs: s.logTime}
 	if _, err := protodelim.MarshalTo(bw, hdr); err != nil {
 		return err
 	}
@@ -99,7 +97,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.mu.Lock()
 	f.data, f.expiry, f.members, f.mem, f.ctypes = fresh.data, fresh.expiry, fresh.members, fresh.mem, fresh.ctypes
-	f.logTime, f.lastStamp = fresh.logTime, fresh.lastStamp
+	f.logTime = fresh.logTime
 	f.applied.Store(applied)
 	f.mu.Unlock()
 	f.notifyApplied()
@@ -117,7 +115,7 @@ func (f *FSM) load(r io.Reader) (uint64, error) {
 	if hdr.GetFormatVersion() != snapshotFormat {
 		return 0, fmt.Errorf("snapshot format %d not supported (want %d)", hdr.GetFormatVersion(), snapshotFormat)
 	}
-	f.logTime, f.lastStamp = hdr.GetLogTimeUnixMs(), hdr.GetLastStampUnixMs()
+	f.logTime = hdr.GetLogTimeUnixMs()
 	var n uint64
 	for {
 		var rec raftv1.SnapshotRecord
