@@ -2,10 +2,13 @@ package bench
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +34,45 @@ func TestLoadValidate(t *testing.T) {
 		mut(&l)
 		if err := l.Validate(); err == nil {
 			t.Errorf("%s: accepted %+v", name, l)
+		}
+	}
+}
+
+// deadlineDriver fails an operation whose context ends within a few
+// milliseconds, as a server does that sees the client's deadline a moment
+// before the client (and fails a whole coalesced batch with it).
+type deadlineDriver struct{ ops atomic.Int64 }
+
+func (d *deadlineDriver) op(ctx context.Context) error {
+	d.ops.Add(1)
+	time.Sleep(time.Millisecond)
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < 5*time.Millisecond {
+		return errors.New("deadline_exceeded")
+	}
+	return nil
+}
+
+func (d *deadlineDriver) Put(ctx context.Context, _ string, _ []byte, _ time.Duration) error {
+	return d.op(ctx)
+}
+func (d *deadlineDriver) Get(ctx context.Context, _ string) error                 { return d.op(ctx) }
+func (d *deadlineDriver) CAS(ctx context.Context, _ string, _ []byte) error       { return d.op(ctx) }
+func (d *deadlineDriver) PutMany(ctx context.Context, _ []string, _ []byte) error { return d.op(ctx) }
+func (d *deadlineDriver) GetMany(ctx context.Context, _ []string) error           { return d.op(ctx) }
+func (d *deadlineDriver) Close() error                                            { return nil }
+
+// A timed run ends by starting no more operations, not by a deadline on
+// the ones under way: none of them fails because the run ended.
+func TestTimedRunDoesNotCutOperations(t *testing.T) {
+	d := &deadlineDriver{}
+	l := Load{Workload: WorkloadGet, Clients: 8, Keys: 10, KeySize: 8, ValueSize: 8, BatchSize: 1, Duration: 200 * time.Millisecond, Warmup: 50 * time.Millisecond}
+	for range 5 {
+		res, err := Measure(t.Context(), d, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Ops == 0 || res.Errors != 0 {
+			t.Fatalf("%d ops, %d errors (%s): want ops and no error", res.Ops, res.Errors, res.FirstError)
 		}
 	}
 }

@@ -119,24 +119,30 @@ func Measure(ctx context.Context, d Driver, l Load) (Result, error) {
 	}
 	res := Result{Workload: l.Workload, Clients: l.Clients}
 	if l.Warmup > 0 {
-		wctx, cancel := context.WithTimeout(ctx, l.Warmup)
 		warm := l
 		warm.Ops = 0
-		_, _ = drive(wctx, d, warm, nil)
+		wctx, cancel := context.WithTimeout(ctx, l.Warmup+drainTimeout)
+		_, _ = drive(wctx, d, warm, nil, after(l.Warmup))
 		cancel()
 	}
-	runCtx := ctx
+	var stop func() bool
+	opCtx := ctx
 	if l.Duration > 0 {
+		stop = after(l.Duration)
+		// Operations under way at the end may finish, but not hang the run.
 		var cancel context.CancelFunc
-		runCtx, cancel = context.WithTimeout(ctx, l.Duration)
+		opCtx, cancel = context.WithTimeout(ctx, l.Duration+drainTimeout)
 		defer cancel()
 	}
 	hist := hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3)
 	start := time.Now()
-	stats, firstErr := drive(runCtx, d, l, hist)
+	stats, firstErr := drive(opCtx, d, l, hist, stop)
 	elapsed := time.Since(start)
 	if ctx.Err() != nil {
 		return res, ctx.Err()
+	}
+	if opCtx.Err() != nil {
+		return res, fmt.Errorf("operations still running %v after the end of the run", drainTimeout)
 	}
 	res.Ops, res.Errors, res.Seconds = stats.ops, stats.errs, elapsed.Seconds()
 	res.OpsPerSec = float64(res.Ops) / elapsed.Seconds()
@@ -150,9 +156,23 @@ func Measure(ctx context.Context, d Driver, l Load) (Result, error) {
 
 type counts struct{ ops, errs int64 }
 
-// drive runs l.Clients workers until ctx ends or l.Ops operations are done,
-// recording latencies into hist (nil during warm-up).
-func drive(ctx context.Context, d Driver, l Load, hist *hdrhistogram.Histogram) (counts, error) {
+// drainTimeout bounds how long the operations under way at the end of a
+// timed run may take to finish.
+const drainTimeout = time.Minute
+
+// after reports whether d has passed since it was called.
+func after(d time.Duration) func() bool {
+	deadline := time.Now().Add(d)
+	return func() bool { return !time.Now().Before(deadline) }
+}
+
+// drive runs l.Clients workers until stop reports true (nil: never), ctx
+// ends or l.Ops operations are done, recording latencies into hist (nil
+// during warm-up). A worker starts no operation once stop says so, and
+// the operations under way finish: the run is not cut by a deadline
+// (which a server could see a moment before the client and fail a whole
+// batch of calls with), and elapsed time includes them.
+func drive(ctx context.Context, d Driver, l Load, hist *hdrhistogram.Histogram, stop func() bool) (counts, error) {
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
@@ -168,7 +188,7 @@ func drive(ctx context.Context, d Driver, l Load, hist *hdrhistogram.Histogram) 
 			var c counts
 			var werr error
 			batch := make([]string, l.BatchSize)
-			for ctx.Err() == nil {
+			for ctx.Err() == nil && (stop == nil || !stop()) {
 				if l.Ops > 0 && issued.Add(1) > l.Ops {
 					break
 				}
@@ -201,7 +221,7 @@ func drive(ctx context.Context, d Driver, l Load, hist *hdrhistogram.Histogram) 
 					}
 				}
 				if ctx.Err() != nil && err != nil {
-					break // the run ended mid-operation: not an error of the system
+					break // the run was cancelled mid-operation: not an error of the system
 				}
 				c.ops++
 				if err != nil {
