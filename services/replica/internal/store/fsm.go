@@ -244,11 +244,11 @@ const AtLogTime int64 = math.MinInt64
 // (until written again) whatever the leader's clock does next. A command
 // without a stamp leaves it.
 //
-// Being the latest stamp, the log's clock is never further from the wall
-// clock than the worst leader clock error seen: a leader whose clock ran
-// ahead by J expires keys up to J early, and once its clock is put right
-// the log's clock waits (keys outlive their TTL by up to J) until the wall
-// clock passes it. Repeated jumps do not add up. (Counting on from the
+// Being the latest stamp, the log's clock stays between the most-behind
+// and the most-ahead leader clock: a leader whose clock ran ahead by J
+// expires keys up to J early, and once its clock is put right the log's
+// clock waits (keys outlive their TTL by up to J) until the stamps pass
+// it. Repeated jumps do not add up. (Counting on from the
 // stamps after a step back instead, as Concord did for a day, made every
 // forward step permanent, even putting a clock that was set back right
 // again: a key lost each step's size of its TTL, and the chaos suite's

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -15,6 +16,7 @@ import (
 	concordv1 "github.com/concord-kv/concord/proto/gen/go/concord/v1"
 	"github.com/google/go-cmp/cmp"
 	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 )
@@ -539,6 +541,34 @@ func TestFSMClockJumpsDoNotAddUp(t *testing.T) {
 	h.mustOK(t0+3*60*60*1000, putCmd("x", "later", 0))
 	if e, _ := h.f.Get("k", AtLogTime); e != nil {
 		t.Fatalf("k alive at log time %d, past its expiry", h.f.LogTime())
+	}
+}
+
+// A snapshot written by a build with bug B6 whose log's clock had run
+// ahead of its stamps is refused: no rule can rebuild that clock from the
+// log, so replicas restoring it and replicas replaying the log would expire
+// keys at different entries. One whose clock still equals its last stamp
+// is the same under both rules, and restores.
+func TestRestoreRefusesAB6Clock(t *testing.T) {
+	header := func(h *raftv1.SnapshotHeader) []byte {
+		var b bytes.Buffer
+		if _, err := protodelim.MarshalTo(&b, h); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	ahead := header(&raftv1.SnapshotHeader{FormatVersion: snapshotFormat, AppliedIndex: 9, LogTimeUnixMs: t0 + 6_000, B6LastStampUnixMs: t0})
+	err := NewFSM().Restore(readCloser(ahead))
+	if !errors.Is(err, errB6Snapshot) || !strings.Contains(err.Error(), "empty this replica's data directory") {
+		t.Fatalf("restore of a B6 snapshot whose clock ran ahead: %v, want errB6Snapshot with what to do", err)
+	}
+	same := header(&raftv1.SnapshotHeader{FormatVersion: snapshotFormat, AppliedIndex: 9, LogTimeUnixMs: t0, B6LastStampUnixMs: t0})
+	f := NewFSM()
+	if err := f.Restore(readCloser(same)); err != nil {
+		t.Fatalf("restore of a B6 snapshot whose clock equals its last stamp: %v", err)
+	}
+	if f.LogTime() != t0 {
+		t.Fatalf("log time %d, want %d", f.LogTime(), t0)
 	}
 }
 

@@ -69,14 +69,23 @@ func resolveLogStore(dir, kind string) (string, error) {
 	default:
 		return "", fmt.Errorf("log store %q: want %s, %s or %s", kind, LogStoreAuto, LogStoreWAL, LogStoreBolt)
 	}
+	var held []string
 	for _, k := range []string{LogStoreWAL, LogStoreBolt} {
-		if _, err := os.Stat(filepath.Join(dir, logStorePaths[k])); err == nil {
-			return k, nil
+		// Lstat: a dangling link (an unmounted volume) is not "nothing here".
+		if _, err := os.Lstat(filepath.Join(dir, logStorePaths[k])); err == nil {
+			held = append(held, k)
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return "", err
 		}
 	}
-	return LogStoreWAL, nil
+	switch len(held) {
+	case 0:
+		return LogStoreWAL, nil
+	case 1:
+		return held[0], nil
+	}
+	return "", fmt.Errorf("%w: %s holds both a wal log (%s) and a bolt log (%s); remove the one that is not this replica's",
+		ErrLogStoreMismatch, dir, logStorePaths[LogStoreWAL], logStorePaths[LogStoreBolt])
 }
 
 // logStoreCreates is the path opening the log store of kind (resolved) in
@@ -87,7 +96,7 @@ func logStoreCreates(dir, kind string) string {
 		return ""
 	}
 	p = filepath.Join(dir, p)
-	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
 		return p
 	}
 	return ""
@@ -105,7 +114,7 @@ func openLogStore(dir, kind string) (logStore, error) {
 		if other == kind {
 			continue
 		}
-		if _, err := os.Stat(filepath.Join(dir, p)); err == nil {
+		if _, err := os.Lstat(filepath.Join(dir, p)); err == nil {
 			return nil, fmt.Errorf("%w: %s holds a %s log (%s), not %s; start with that log store or empty the directory",
 				ErrLogStoreMismatch, dir, other, p, kind)
 		} else if !errors.Is(err, fs.ErrNotExist) {
@@ -115,7 +124,7 @@ func openLogStore(dir, kind string) (logStore, error) {
 	switch kind {
 	case LogStoreWAL:
 		wdir := filepath.Join(dir, logStorePaths[LogStoreWAL])
-		_, statErr := os.Stat(wdir)
+		_, statErr := os.Lstat(wdir)
 		fresh := errors.Is(statErr, fs.ErrNotExist)
 		if err := os.MkdirAll(wdir, 0o700); err != nil {
 			return nil, err

@@ -86,6 +86,27 @@ func TestAutoLogStoreOpensWhatTheDirectoryHolds(t *testing.T) {
 			}
 		}
 	}
+	// Both at once: no guess, and an error that names both.
+	both := t.TempDir()
+	if err := os.WriteFile(filepath.Join(both, "raft.db"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(both, "wal"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := resolveLogStore(both, LogStoreAuto); !errors.Is(err, ErrLogStoreMismatch) || !strings.Contains(err.Error(), "both") {
+		t.Errorf("auto in a directory holding both: %v, want ErrLogStoreMismatch naming both", err)
+	}
+	// A dangling link (an unmounted volume) is a log store, not a new
+	// directory: auto must not start an empty WAL beside it.
+	dangling := t.TempDir()
+	if err := os.Symlink(filepath.Join(dangling, "gone", "raft.db"), filepath.Join(dangling, "raft.db")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := resolveLogStore(dangling, LogStoreAuto); err != nil || got != LogStoreBolt {
+		t.Errorf("auto beside a dangling raft.db link: %q %v, want %s", got, err, LogStoreBolt)
+	}
+
 	dir := t.TempDir()
 	if got, err := resolveLogStore(dir, LogStoreAuto); err != nil || got != LogStoreWAL {
 		t.Errorf("auto in a new directory: %q %v, want %s", got, err, LogStoreWAL)
@@ -173,7 +194,7 @@ func TestExitOnWriteErrorPassesAppendsAndMonotonicity(t *testing.T) {
 // A start that fails after the log store was created leaves no log store
 // behind, so the next start may choose either kind.
 func TestFailedFirstOpenLeavesNoLogStore(t *testing.T) {
-	for _, kind := range []string{LogStoreBolt, LogStoreWAL} {
+	for _, kind := range []string{LogStoreBolt, LogStoreWAL, LogStoreAuto} {
 		t.Run(kind, func(t *testing.T) {
 			dir := t.TempDir()
 			// A file where the snapshot store wants its directory fails
@@ -199,8 +220,8 @@ func TestFailedFirstOpenLeavesNoLogStore(t *testing.T) {
 // raft-wal before v0.4.1 marked the tail segment sealed when raft truncated
 // the log's suffix ("clearing log suffix") but wrote no index block, so the
 // next start failed for good with "sealed segment has no index block"
-// (hashicorp/raft-wal#31; the chaos suite's wal-kill-all hit it in 3 runs of
-// 4). A truncated and reopened WAL must read its log.
+// (hashicorp/raft-wal#31; the chaos suite's wal-kill-all, now kill-all, hit
+// it in 3 runs of 4). A truncated and reopened WAL must read its log.
 func TestWALReopensAfterATruncatedSuffix(t *testing.T) {
 	dir := t.TempDir()
 	s, err := openLogStore(dir, LogStoreWAL)

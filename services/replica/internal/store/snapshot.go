@@ -104,6 +104,11 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
+// errB6Snapshot marks a snapshot whose log's clock had run ahead of its
+// stamps under bug B6 (tests/chaos/README.md): replicas restoring it and
+// replicas replaying the log would disagree on when keys expire.
+var errB6Snapshot = errors.New("snapshot clock cannot be reproduced")
+
 // load reads a snapshot stream into an empty FSM.
 func (f *FSM) load(r io.Reader) (uint64, error) {
 	br := bufio.NewReaderSize(r, 256<<10)
@@ -114,6 +119,10 @@ func (f *FSM) load(r io.Reader) (uint64, error) {
 	}
 	if hdr.GetFormatVersion() != snapshotFormat {
 		return 0, fmt.Errorf("snapshot format %d not supported (want %d)", hdr.GetFormatVersion(), snapshotFormat)
+	}
+	if last := hdr.GetB6LastStampUnixMs(); last != 0 && last != hdr.GetLogTimeUnixMs() {
+		return 0, fmt.Errorf("%w: snapshot at index %d was written by a build with bug B6 after the leader's clock stepped back (log time %d, last stamp %d): its log's clock cannot be reproduced; empty this replica's data directory and let it catch up from the leader",
+			errB6Snapshot, hdr.GetAppliedIndex(), hdr.GetLogTimeUnixMs(), last)
 	}
 	f.logTime = hdr.GetLogTimeUnixMs()
 	var n uint64

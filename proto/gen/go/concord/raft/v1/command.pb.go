@@ -1041,8 +1041,14 @@ type SnapshotHeader struct {
 	// The log's clock at applied_index (unix ms): the time keys expire by
 	// (services/replica/internal/store/DESIGN.md, "TTL").
 	LogTimeUnixMs int64 `protobuf:"varint,4,opt,name=log_time_unix_ms,json=logTimeUnixMs,proto3" json:"log_time_unix_ms,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Written only by the builds with bug B6, whose log's clock counted on
+	// from this stamp after a step back of the leader's clock; no longer
+	// written. A snapshot whose log time differs from it has a clock that
+	// ran ahead of its stamps, which no later rule can reproduce from the
+	// log, so it is refused (services/replica/internal/store/DESIGN.md, "TTL").
+	B6LastStampUnixMs int64 `protobuf:"varint,5,opt,name=b6_last_stamp_unix_ms,json=b6LastStampUnixMs,proto3" json:"b6_last_stamp_unix_ms,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *SnapshotHeader) Reset() {
@@ -1099,6 +1105,13 @@ func (x *SnapshotHeader) GetEntryCount() uint64 {
 func (x *SnapshotHeader) GetLogTimeUnixMs() int64 {
 	if x != nil {
 		return x.LogTimeUnixMs
+	}
+	return 0
+}
+
+func (x *SnapshotHeader) GetB6LastStampUnixMs() int64 {
+	if x != nil {
+		return x.B6LastStampUnixMs
 	}
 	return 0
 }
@@ -1359,13 +1372,14 @@ const file_concord_raft_v1_command_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1a\n" +
 	"\brevision\x18\x03 \x01(\x04R\brevision\x12\x18\n" +
 	"\adeleted\x18\x04 \x01(\x04R\adeleted\x12\x18\n" +
-	"\amissing\x18\x05 \x03(\tR\amissing\"\xc0\x01\n" +
+	"\amissing\x18\x05 \x03(\tR\amissing\"\xd8\x01\n" +
 	"\x0eSnapshotHeader\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x12#\n" +
 	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\x12\x1f\n" +
 	"\ventry_count\x18\x03 \x01(\x04R\n" +
 	"entryCount\x12'\n" +
-	"\x10log_time_unix_ms\x18\x04 \x01(\x03R\rlogTimeUnixMsJ\x04\b\x05\x10\x06R\x12last_stamp_unix_ms\"\x80\x01\n" +
+	"\x10log_time_unix_ms\x18\x04 \x01(\x03R\rlogTimeUnixMs\x120\n" +
+	"\x15b6_last_stamp_unix_ms\x18\x05 \x01(\x03R\x11b6LastStampUnixMs\"\x80\x01\n" +
 	"\x0eSnapshotRecord\x12.\n" +
 	"\x05entry\x18\x01 \x01(\v2\x16.concord.raft.v1.EntryH\x00R\x05entry\x124\n" +
 	"\x06member\x18\x02 \x01(\v2\x1a.concord.raft.v1.SetMemberH\x00R\x06memberB\b\n" +
