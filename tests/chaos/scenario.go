@@ -138,8 +138,8 @@ func Scenarios() []Scenario {
 		// The bolt log store (--log-store bolt; the others run on the
 		// default, the WAL) under the faults that touch the log most:
 		// whole-cluster crashes, lagging followers (which catch up by
-		// InstallSnapshot: bolt truncates entry by entry), restarts from
-		// snapshots, panics in the log store.
+		// InstallSnapshot), restarts from snapshots, panics in the log
+		// store.
 		{Name: "bolt-kill-all", Nodes: 3, Nemesis: slowSpells(KillAll), Args: onBolt()},
 		{
 			Name: "bolt-install-snapshot", Nodes: 3, Nemesis: lagSpells(LagFollower), Args: onBolt(installSnapshots...), RichOps: true,

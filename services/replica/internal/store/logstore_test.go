@@ -119,6 +119,43 @@ func TestAutoLogStoreOpensWhatTheDirectoryHolds(t *testing.T) {
 	}
 }
 
+// After the head of the log is deleted (a snapshot compacted it), the WAL
+// no longer serves those entries, though raft-wal keeps them in their
+// segment file: a leader must send a snapshot, not walk a follower down
+// through them.
+func TestWALDoesNotServeEntriesBelowItsFirstIndex(t *testing.T) {
+	s, err := openLogStore(t.TempDir(), LogStoreWAL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	storeEntries(t, s, 100)
+	if err := s.DeleteRange(1, 60); err != nil {
+		t.Fatal(err)
+	}
+	var l raft.Log
+	for _, i := range []uint64{1, 30, 60} {
+		if err := s.GetLog(i, &l); !errors.Is(err, raft.ErrLogNotFound) {
+			t.Errorf("entry %d after deleting 1..60: %v, want ErrLogNotFound", i, err)
+		}
+	}
+	if err := s.GetLog(61, &l); err != nil || l.Index != 61 {
+		t.Errorf("entry 61: %+v %v", l, err)
+	}
+}
+
+// storeEntries appends entries 1..n of term 1 to s.
+func storeEntries(t *testing.T, s raft.LogStore, n uint64) {
+	t.Helper()
+	var logs []*raft.Log
+	for i := uint64(1); i <= n; i++ {
+		logs = append(logs, &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: []byte{byte(i)}})
+	}
+	if err := s.StoreLogs(logs); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // listDir names every file under dir.
 func listDir(t *testing.T, dir string) []string {
 	t.Helper()
@@ -228,13 +265,7 @@ func TestWALReopensAfterATruncatedSuffix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs []*raft.Log
-	for i := uint64(1); i <= 10; i++ {
-		logs = append(logs, &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: []byte{byte(i)}})
-	}
-	if err := s.StoreLogs(logs); err != nil {
-		t.Fatal(err)
-	}
+	storeEntries(t, s, 10)
 	if err := s.DeleteRange(10, 10); err != nil {
 		t.Fatal(err)
 	}
