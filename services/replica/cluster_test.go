@@ -474,17 +474,12 @@ func testSnapshotsTruncateLogAndRestartRecovers(t *testing.T, kind string) {
 	}
 }
 
-// TestFollowerCatchesUpAfterDowntime forces an InstallSnapshot, on both
-// log stores (the WAL only since it stopped serving entries below its
-// first index: the leader sent those instead of a snapshot).
+// TestFollowerCatchesUpAfterDowntime forces an InstallSnapshot. It runs on
+// bolt only: raft-wal (v0.4.2) still serves entries below its first index
+// until their 64 MiB segment is deleted, so its leader sends those (genuine,
+// committed) entries instead of a snapshot.
 func TestFollowerCatchesUpAfterDowntime(t *testing.T) {
-	for _, kind := range logStores {
-		t.Run(kind, func(t *testing.T) { testFollowerCatchesUpAfterDowntime(t, kind) })
-	}
-}
-
-func testFollowerCatchesUpAfterDowntime(t *testing.T, kind string) {
-	c := replicatest.Start(t, 3, snapshotOften, withLogStore(kind))
+	c := replicatest.Start(t, 3, snapshotOften, withLogStore(replica.LogStoreBolt))
 	l := c.WaitLeader(10 * time.Second)
 	early := writeMany(t, c, "early/", 10, 2)
 	c.WaitApplied(timeout(t, 10*time.Second), maxRev(early))

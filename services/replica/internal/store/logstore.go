@@ -48,26 +48,6 @@ type walStore struct {
 	meta *metadb.BoltMetaDB
 }
 
-// GetLog reports an entry below the first index as not found, as raft
-// expects after DeleteRange. raft-wal (v0.4.2) still serves such entries
-// until their whole segment is deleted, so a leader whose next index for a
-// follower had fallen below the follower's own first index walked it down
-// one request at a time through every entry its segments still held
-// (thousands, about 25 ms each), where it should have sent a snapshot: the
-// chaos suite's install-snapshot found a follower that had not caught up
-// after 3 minutes. With this, the walk stops at the leader's first index,
-// as it does on bolt.
-func (w walStore) GetLog(index uint64, l *raft.Log) error {
-	first, err := w.FirstIndex()
-	if err != nil {
-		return err
-	}
-	if index < first {
-		return raft.ErrLogNotFound
-	}
-	return w.WAL.GetLog(index, l)
-}
-
 func (w walStore) Close() error {
 	err := w.WAL.Close()
 	if cerr := w.meta.Close(); err == nil {

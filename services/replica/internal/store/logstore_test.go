@@ -119,31 +119,6 @@ func TestAutoLogStoreOpensWhatTheDirectoryHolds(t *testing.T) {
 	}
 }
 
-// After the head of the log is deleted (a snapshot compacted it), the WAL
-// no longer serves those entries, though raft-wal keeps them in their
-// segment file: a leader must send a snapshot, not walk a follower down
-// through them.
-func TestWALDoesNotServeEntriesBelowItsFirstIndex(t *testing.T) {
-	s, err := openLogStore(t.TempDir(), LogStoreWAL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = s.Close() }()
-	storeEntries(t, s, 100)
-	if err := s.DeleteRange(1, 60); err != nil {
-		t.Fatal(err)
-	}
-	var l raft.Log
-	for _, i := range []uint64{1, 30, 60} {
-		if err := s.GetLog(i, &l); !errors.Is(err, raft.ErrLogNotFound) {
-			t.Errorf("entry %d after deleting 1..60: %v, want ErrLogNotFound", i, err)
-		}
-	}
-	if err := s.GetLog(61, &l); err != nil || l.Index != 61 {
-		t.Errorf("entry 61: %+v %v", l, err)
-	}
-}
-
 // storeEntries appends entries 1..n of term 1 to s.
 func storeEntries(t *testing.T, s raft.LogStore, n uint64) {
 	t.Helper()
