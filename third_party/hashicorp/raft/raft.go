@@ -1479,6 +1479,13 @@ func (r *Raft) appendEntries(rpc RPC, a *AppendEntriesRequest) {
 		var prevLogTerm uint64
 		if a.PrevLogEntry == lastIdx {
 			prevLogTerm = lastTerm
+		} else if snapIdx, snapTerm := r.getLastSnapshot(); a.PrevLogEntry == snapIdx {
+			// Concord: the entry at our snapshot index may have been
+			// compacted away while entries after it remain. The snapshot
+			// records its term, so check against that, as the leader does
+			// in setPreviousLog, instead of rejecting and making the
+			// leader walk back below our snapshot one entry at a time.
+			prevLogTerm = snapTerm
 		} else {
 			var prevLog Log
 			if err := r.logs.GetLog(a.PrevLogEntry, &prevLog); err != nil {
@@ -1942,6 +1949,14 @@ func (r *Raft) installSnapshot(rpc RPC, req *InstallSnapshotRequest) {
 	if mlogs, ok := r.logs.(MonotonicLogStore); ok && mlogs.IsMonotonic() {
 		if err := r.removeOldLogs(); err != nil {
 			r.logger.Error("failed to reset logs", "error", err)
+		} else {
+			// Concord: the store now holds no entries, so the log ends
+			// at the snapshot, as restoreUserSnapshot also records.
+			// Without this, a follower that had entries past the
+			// snapshot kept claiming them, rejected every AppendEntries
+			// after the snapshot (it could not read them) and sent the
+			// leader walking back one entry per round trip.
+			r.setLastLog(req.LastLogIndex, req.LastLogTerm)
 		}
 	} else if err := r.compactLogs(req.LastLogIndex); err != nil {
 		r.logger.Error("failed to compact logs", "error", err)

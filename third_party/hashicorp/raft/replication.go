@@ -606,6 +606,13 @@ func (r *Raft) setPreviousLog(req *AppendEntriesRequest, nextIndex uint64) error
 		req.PrevLogTerm = lastSnapTerm
 
 	} else {
+		// Concord: raft-wal still returns entries below its first index
+		// until their whole segment is deleted. Treat them as gone, as
+		// with any other store, so a follower that needs them gets the
+		// snapshot and TrailingLogs bounds how far back the leader walks.
+		if first, err := r.logs.FirstIndex(); err == nil && nextIndex-1 < first {
+			return ErrLogNotFound
+		}
 		var l Log
 		if err := r.logs.GetLog(nextIndex-1, &l); err != nil {
 			r.logger.Error("failed to get log", "index", nextIndex-1, "error", err)

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -65,56 +64,16 @@ func TestFollowerDoesNotCommitADivergentSuffix(t *testing.T) {
 
 func replayOvercommit(t *testing.T, clamped bool) []string {
 	t.Helper()
-	_, ft := raft.NewInmemTransport("f")
-	_, lt := raft.NewInmemTransport("l")
-	lt.Connect("f", ft)
-	ft.Connect("l", lt)
-	var trans raft.Transport = ft
+	var wrap func(*raft.InmemTransport) raft.Transport
 	if clamped {
-		c := &clampedInmem{InmemTransport: ft, clamp: newCommitClamp(ft.Consumer())}
-		defer c.clamp.stop()
-		trans = c
-	}
-	conf := raft.DefaultConfig()
-	conf.LocalID = "f"
-	conf.HeartbeatTimeout, conf.ElectionTimeout = time.Hour, time.Hour // never campaigns
-	conf.LogOutput = testWriter{t}
-	logs, snaps := raft.NewInmemStore(), raft.NewInmemSnapshotStore()
-	servers := raft.Configuration{Servers: []raft.Server{{ID: "f", Address: "f"}, {ID: "l", Address: "l"}, {ID: "x", Address: "x"}}}
-	if err := raft.BootstrapCluster(conf, logs, logs, snaps, trans, servers); err != nil { // index 1, term 1
-		t.Fatal(err)
-	}
-	fsm := &raft.MockFSM{}
-	r, err := raft.NewRaft(conf, fsm, logs, logs, snaps, trans)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = r.Shutdown().Error() }()
-
-	entry := func(idx, term uint64, data string) *raft.Log {
-		return &raft.Log{Index: idx, Term: term, Type: raft.LogCommand, Data: []byte(data)}
-	}
-	send := func(term, prev, prevTerm, commit uint64, es ...*raft.Log) {
-		t.Helper()
-		req := &raft.AppendEntriesRequest{
-			RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("l"), Addr: []byte("l")},
-			Term:      term, PrevLogEntry: prev, PrevLogTerm: prevTerm, Entries: es, LeaderCommitIndex: commit,
-		}
-		var resp raft.AppendEntriesResponse
-		if err := lt.AppendEntries("f", "f", req, &resp); err != nil || !resp.Success {
-			t.Fatalf("AppendEntries term %d prev %d: %+v %v", term, prev, resp, err)
+		wrap = func(ft *raft.InmemTransport) raft.Transport {
+			c := &clampedInmem{InmemTransport: ft, clamp: newCommitClamp(ft.Consumer())}
+			t.Cleanup(c.clamp.stop)
+			return c
 		}
 	}
-	waitApplied := func(idx uint64) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for r.AppliedIndex() < idx {
-			if time.Now().After(deadline) {
-				t.Fatalf("applied %d, want %d", r.AppliedIndex(), idx)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
+	f := startFollower(t, raft.NewInmemStore(), nil, wrap)
+	entry, send, waitApplied, fsm := logEntry, f.send, f.waitApplied, f.fsm
 
 	// Term 2: entries 2-5, committed up to 3; then 6-7, never committed.
 	send(2, 1, 1, 3, entry(2, 2, "a2"), entry(3, 2, "a3"), entry(4, 2, "a4"), entry(5, 2, "a5"))
@@ -127,23 +86,10 @@ func replayOvercommit(t *testing.T, clamped bool) []string {
 	send(3, 5, 2, 6, entry(6, 3, "new6"))
 	waitApplied(6)
 
-	// raft counts an entry applied when it hands it to the FSM goroutine:
-	// wait until the FSM has taken five.
-	deadline := time.Now().Add(10 * time.Second)
-	for len(fsm.Logs()) < 5 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	f.waitFSM(5)
 	var out []string
 	for _, b := range fsm.Logs() {
 		out = append(out, string(b))
 	}
 	return out
-}
-
-// testWriter sends raft's log lines to the test log.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(p))
-	return len(p), nil
 }
