@@ -171,10 +171,8 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("data dir is required")
 	}
-	switch c.LogStore {
-	case "", LogStoreAuto, LogStoreWAL, LogStoreBolt:
-	default:
-		return fmt.Errorf("log store %q: want %s, %s or %s", c.LogStore, LogStoreAuto, LogStoreWAL, LogStoreBolt)
+	if err := store.ValidateLogStore(c.LogStore); err != nil {
+		return err
 	}
 	if c.MaxValueBytes <= 0 || c.MaxValueBytes > MaxValueLimit {
 		return fmt.Errorf("max value bytes %d out of range 1..%d", c.MaxValueBytes, MaxValueLimit)

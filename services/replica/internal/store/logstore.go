@@ -59,15 +59,24 @@ func (w walStore) Close() error {
 // logStorePaths is where each kind keeps its files in the data directory.
 var logStorePaths = map[string]string{LogStoreBolt: "raft.db", LogStoreWAL: "wal"}
 
+// ValidateLogStore reports whether kind names a log store: LogStoreAuto
+// (or ""), LogStoreWAL or LogStoreBolt.
+func ValidateLogStore(kind string) error {
+	switch kind {
+	case "", LogStoreAuto, LogStoreWAL, LogStoreBolt:
+		return nil
+	}
+	return fmt.Errorf("log store %q: want %s, %s or %s", kind, LogStoreAuto, LogStoreWAL, LogStoreBolt)
+}
+
 // resolveLogStore names the kind of log store to open in dir: kind itself,
 // or for LogStoreAuto the kind dir holds, LogStoreWAL when it holds none.
 func resolveLogStore(dir, kind string) (string, error) {
-	switch kind {
-	case LogStoreBolt, LogStoreWAL:
+	if err := ValidateLogStore(kind); err != nil {
+		return "", err
+	}
+	if kind == LogStoreBolt || kind == LogStoreWAL {
 		return kind, nil
-	case LogStoreAuto, "":
-	default:
-		return "", fmt.Errorf("log store %q: want %s, %s or %s", kind, LogStoreAuto, LogStoreWAL, LogStoreBolt)
 	}
 	var held []string
 	for _, k := range []string{LogStoreWAL, LogStoreBolt} {
