@@ -130,6 +130,13 @@ type Raft struct {
 	// leaderState used only while state is leader
 	leaderState leaderState
 
+	// Concord: leaderWriter writes a leader's entries while its
+	// replicators send them (Config.LeaderParallelWrites); nil otherwise.
+	// Used only by the main goroutine. unstable holds the entries handed
+	// to it and not yet written.
+	leaderWriter *leaderLogWriter
+	unstable     unstableLogs
+
 	// candidateFromLeadershipTransfer is used to indicate that this server became
 	// candidate because the leader tries to transfer leadership. This flag is
 	// used in RequestVoteRequest to express that a leadership transfer is going

@@ -24,6 +24,11 @@ type commitment struct {
 	// majority of the cluster before this leader may mark anything committed
 	// (per Raft's commitment rule)
 	startIndex uint64
+	// Concord (Config.LeaderParallelWrites): when capAt is set (to the
+	// leader), the commit index never passes capIndex, the last entry the
+	// leader's own log store holds, whether or not the leader is a voter.
+	capAt    ServerID
+	capIndex uint64
 }
 
 // newCommitment returns a commitment struct that notifies the provided
@@ -63,6 +68,14 @@ func (c *commitment) setConfiguration(configuration Configuration) {
 	c.recalculate()
 }
 
+// setCapAt keeps the commit index at or below the last index id (the
+// leader) reports with match (Concord: Config.LeaderParallelWrites).
+func (c *commitment) setCapAt(id ServerID) {
+	c.Lock()
+	defer c.Unlock()
+	c.capAt = id
+}
+
 // Called by leader after commitCh is notified
 func (c *commitment) getCommitIndex() uint64 {
 	c.Lock()
@@ -77,6 +90,10 @@ func (c *commitment) getCommitIndex() uint64 {
 func (c *commitment) match(server ServerID, matchIndex uint64) {
 	c.Lock()
 	defer c.Unlock()
+	if server == c.capAt && c.capAt != "" && matchIndex > c.capIndex {
+		c.capIndex = matchIndex
+		c.recalculate()
+	}
 	if prev, hasVote := c.matchIndexes[server]; hasVote && matchIndex > prev {
 		c.matchIndexes[server] = matchIndex
 		c.recalculate()
@@ -96,6 +113,9 @@ func (c *commitment) recalculate() {
 	}
 	sort.Sort(uint64Slice(matched))
 	quorumMatchIndex := matched[(len(matched)-1)/2]
+	if c.capAt != "" && c.capIndex < quorumMatchIndex {
+		quorumMatchIndex = c.capIndex
+	}
 
 	if quorumMatchIndex > c.commitIndex && quorumMatchIndex >= c.startIndex {
 		c.commitIndex = quorumMatchIndex

@@ -166,6 +166,14 @@ type Config struct {
 	// an inconsistent log.
 	MaxAppendEntries int
 
+	// LeaderParallelWrites (a Concord addition) lets the leader send new
+	// entries to its followers while it writes them to its own log store,
+	// as etcd does, instead of only after its write has finished. An entry
+	// is still committed only once the leader's own write has finished and
+	// a quorum of voters has it, so the leader never applies (or snapshots)
+	// an entry its own log does not hold.
+	LeaderParallelWrites bool
+
 	// BatchApplyCh indicates whether we should buffer applyCh
 	// to size MaxAppendEntries. This enables batch log commitment,
 	// but breaks the timeout guarantee on Apply. Specifically,

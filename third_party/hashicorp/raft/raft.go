@@ -493,6 +493,7 @@ func (r *Raft) runLeader() {
 	// setup leader state. This is only supposed to be accessed within the
 	// leaderloop.
 	r.setupLeaderState()
+	r.startLeaderWriter() // Concord: Config.LeaderParallelWrites
 
 	// Run a background go-routine to emit metrics on log age
 	stopCh := make(chan struct{})
@@ -501,6 +502,10 @@ func (r *Raft) runLeader() {
 	// Cleanup state on step down
 	defer func() {
 		close(stopCh)
+
+		// Concord: every entry handed to the leader's writer is written
+		// (or failed) before anything else touches the log store.
+		r.stopLeaderWriter()
 
 		// Since we were the leader previously, we update our
 		// last contact time when we step down, so that we are not
@@ -1120,6 +1125,11 @@ func (r *Raft) restoreUserSnapshot(meta *SnapshotMeta, reader io.Reader) error {
 			latestIndex, committedIndex)
 	}
 
+	// Concord: the leader's own writes finish before the restore replaces
+	// the log; the writer starts again for the rest of the leadership.
+	r.stopLeaderWriter()
+	defer r.startLeaderWriter()
+
 	// Cancel any inflight requests.
 	for {
 		e := r.leaderState.inflight.Front()
@@ -1260,6 +1270,13 @@ func (r *Raft) dispatchLogs(applyLogs []*logFuture) {
 		applyLog.log.AppendedAt = now
 		logs[idx] = &applyLog.log
 		r.leaderState.inflight.PushBack(applyLog)
+	}
+
+	// Concord: with a leader writer, the replicators send the entries
+	// while the writer writes them.
+	if w := r.leaderWriter; w != nil {
+		r.dispatchParallel(w, logs)
+		return
 	}
 
 	// Write the log entry locally
@@ -1456,6 +1473,10 @@ func (r *Raft) appendEntries(rpc RPC, a *AppendEntriesRequest) {
 	if a.Term < r.getCurrentTerm() {
 		return
 	}
+
+	// Concord: a leader's own writes finish before a new leader's entries
+	// touch the log store.
+	r.stopLeaderWriter()
 
 	// Increase the term if we see a newer one, also transition to follower
 	// if we ever get an appendEntries call
@@ -1845,6 +1866,10 @@ func (r *Raft) installSnapshot(rpc RPC, req *InstallSnapshotRequest) {
 			"current-term", r.getCurrentTerm())
 		return
 	}
+
+	// Concord: a leader's own writes finish before the snapshot replaces
+	// the log.
+	r.stopLeaderWriter()
 
 	// Increase the term if we see a newer one
 	if req.Term > r.getCurrentTerm() {

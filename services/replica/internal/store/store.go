@@ -193,6 +193,10 @@ func Open(cfg Config) (*Store, error) {
 	rc.Logger = hl
 	rc.BatchApplyCh = true
 	rc.MaxAppendEntries = 512
+	// The leader sends new entries to its followers while it writes them
+	// itself, as etcd does; an entry still commits only once the leader's
+	// own log holds it (third_party/hashicorp/raft/CONCORD.md).
+	rc.LeaderParallelWrites = true
 	rc.NoSnapshotRestoreOnStart = false
 	// A removed replica stays up as a follower outside the configuration
 	// (it cannot start elections there) instead of shutting raft down under
