@@ -115,36 +115,38 @@ func (r *Raft) startLeaderWriter() {
 }
 
 // stopLeaderWriter waits until every entry handed to the writer is written
-// (or has failed) and stops it. The main goroutine calls it before it
+// (or has failed) and stops it, and reports whether a write failed. Only
+// the main goroutine calls it (r.leaderWriter is its own): before it
 // leaves the leader state and before anything else changes the log store
-// (a follower's AppendEntries or InstallSnapshot, a user restore).
-func (r *Raft) stopLeaderWriter() {
+// (a newer leader's AppendEntries or InstallSnapshot, a user restore).
+func (r *Raft) stopLeaderWriter() (failed bool) {
 	w := r.leaderWriter
 	if w == nil {
-		return
+		return false
 	}
 	r.leaderWriter = nil
 	close(w.batches)
 	<-w.done
 	r.unstable.reset()
 	if !w.failed.Load() {
-		return
+		return false
 	}
 	// The last index counted entries the log store does not hold: read
 	// back what it has.
 	last, err := r.logs.LastIndex()
 	if err != nil {
 		r.logger.Error("failed to read the last index after a failed write", "error", err)
-		return
+		return true
 	}
 	var l Log
 	if last > 0 {
 		if err := r.logs.GetLog(last, &l); err != nil {
 			r.logger.Error("failed to read the last entry after a failed write", "index", last, "error", err)
-			return
+			return true
 		}
 	}
 	r.setLastLog(l.Index, l.Term)
+	return true
 }
 
 // dispatchParallel is dispatchLogs' tail with a leader writer: the entries

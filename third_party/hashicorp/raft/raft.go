@@ -1126,8 +1126,14 @@ func (r *Raft) restoreUserSnapshot(meta *SnapshotMeta, reader io.Reader) error {
 	}
 
 	// Concord: the leader's own writes finish before the restore replaces
-	// the log; the writer starts again for the rest of the leadership.
-	r.stopLeaderWriter()
+	// the log; the writer starts again for the rest of the leadership. If
+	// one of them failed, the leadership ends here: the followers may hold
+	// entries this log store does not, and the restore's own entry would
+	// reuse one of their indexes.
+	if failed := r.stopLeaderWriter(); failed {
+		r.setState(Follower)
+		return fmt.Errorf("cannot restore snapshot now: the leader failed to write its log, and steps down")
+	}
 	defer r.startLeaderWriter()
 
 	// Cancel any inflight requests.
@@ -1412,6 +1418,13 @@ func (r *Raft) processRPC(rpc RPC) {
 
 	switch cmd := rpc.Command.(type) {
 	case *AppendEntriesRequest:
+		// Concord: a leader's own writes finish before a newer leader's
+		// entries touch the log store. Here, on the main goroutine, and
+		// not in appendEntries: processHeartbeat calls that from the
+		// transport's goroutine (heartbeats never touch the log).
+		if cmd.Term >= r.getCurrentTerm() {
+			r.stopLeaderWriter()
+		}
 		r.appendEntries(rpc, cmd)
 	case *RequestVoteRequest:
 		r.requestVote(rpc, cmd)
@@ -1473,10 +1486,6 @@ func (r *Raft) appendEntries(rpc RPC, a *AppendEntriesRequest) {
 	if a.Term < r.getCurrentTerm() {
 		return
 	}
-
-	// Concord: a leader's own writes finish before a new leader's entries
-	// touch the log store.
-	r.stopLeaderWriter()
 
 	// Increase the term if we see a newer one, also transition to follower
 	// if we ever get an appendEntries call

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"testing"
 	"time"
@@ -218,5 +219,76 @@ func TestLeaderParallelWriteFailure(t *testing.T) {
 			t.Fatal("the old leader never applied the new leader's write")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestLeaderParallelWritesAndANewerHeartbeat: a heartbeat from a newer
+// leader reaches raft on the transport's goroutine (NetworkTransport's
+// heartbeat fast path, which the replica's transport keeps) while the
+// leader's own writes are held. Only the main goroutine may stop the
+// writer. When the heartbeat's goroutine stopped it, the leader went on
+// writing directly and applied the next entry while its log did not hold
+// the one before (or panicked sending on the closed channel).
+func TestLeaderParallelWritesAndANewerHeartbeat(t *testing.T) {
+	trans, err := raft.NewTCPTransport("127.0.0.1:0", nil, 3, time.Second, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = trans.Close() })
+	conf := raft.DefaultConfig()
+	conf.LocalID = "a"
+	conf.LeaderParallelWrites = true
+	conf.HeartbeatTimeout, conf.ElectionTimeout = 100*time.Millisecond, 100*time.Millisecond
+	conf.LeaderLeaseTimeout = 100 * time.Millisecond
+	conf.LogOutput = testWriter{t}
+	store, snaps, fsm := newGatedStore(), raft.NewInmemSnapshotStore(), &raft.MockFSM{}
+	self := raft.Configuration{Servers: []raft.Server{{ID: "a", Address: trans.LocalAddr()}}}
+	if err := raft.BootstrapCluster(conf, store, store, snaps, trans, self); err != nil {
+		t.Fatal(err)
+	}
+	r, err := raft.NewRaft(conf, fsm, store, store, snaps, trans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Shutdown().Error() })
+	deadline := time.Now().Add(10 * time.Second)
+	for r.State() != raft.Leader {
+		if time.Now().After(deadline) {
+			t.Fatal("no leader")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := r.Barrier(10 * time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+
+	store.hold()
+	t.Cleanup(store.release) // runs before the shutdown: a leader waits for its writes
+	r.Apply([]byte("held"), 0)
+	<-store.queued // the write of "held" has started and waits
+
+	other, err := raft.NewTCPTransport("127.0.0.1:0", nil, 3, time.Second, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.CloseStreams(); _ = other.Close() })
+	heartbeat := &raft.AppendEntriesRequest{
+		RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("b"), Addr: other.EncodePeer("b", other.LocalAddr())},
+		Term:      1 << 20,
+	}
+	var resp raft.AppendEntriesResponse
+	if err := other.AppendEntries("a", trans.LocalAddr(), heartbeat, &resp); err != nil {
+		t.Fatalf("heartbeat: %v", err)
+	}
+
+	// Whatever becomes of these, nothing may be applied while the log
+	// store does not hold "held".
+	for range 20 {
+		_ = r.Apply([]byte("after"), 10*time.Millisecond)
+	}
+	for _, b := range fsm.Logs() {
+		if d := string(b); d == "held" || d == "after" {
+			t.Fatalf("applied %q while the leader's log did not hold \"held\"", d)
+		}
 	}
 }
