@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 	"time"
 
@@ -92,28 +93,31 @@ func (f *fakeLeaderFollower) send(term, prev, prevTerm, commit uint64, es ...*ra
 	}
 }
 
-func (f *fakeLeaderFollower) waitApplied(idx uint64) {
-	f.t.Helper()
+// waitUntil polls cond until it holds and fails the test after 10 s,
+// saying what it waited for (what is asked only then).
+func waitUntil(t *testing.T, cond func() bool, what func() string) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for f.r.AppliedIndex() < idx {
+	for !cond() {
 		if time.Now().After(deadline) {
-			f.t.Fatalf("applied %d, want %d", f.r.AppliedIndex(), idx)
+			t.Fatal(what())
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+func (f *fakeLeaderFollower) waitApplied(idx uint64) {
+	f.t.Helper()
+	waitUntil(f.t, func() bool { return f.r.AppliedIndex() >= idx },
+		func() string { return fmt.Sprintf("applied %d, want %d", f.r.AppliedIndex(), idx) })
 }
 
 // waitFSM waits until the FSM has taken n commands: raft counts an entry
 // applied when it hands it to the FSM goroutine.
 func (f *fakeLeaderFollower) waitFSM(n int) {
 	f.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(f.fsm.Logs()) < n {
-		if time.Now().After(deadline) {
-			f.t.Fatalf("the FSM took %d commands, want %d", len(f.fsm.Logs()), n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(f.t, func() bool { return len(f.fsm.Logs()) >= n },
+		func() string { return fmt.Sprintf("the FSM took %d commands, want %d", len(f.fsm.Logs()), n) })
 }
 
 // lastLog is the follower's log store's last index and that entry's term.

@@ -114,31 +114,23 @@ func startParallelCluster(t *testing.T) *parallelCluster {
 // leader waits for a leader other than not (-1: any) and returns its index.
 func (c *parallelCluster) leader(not int) int {
 	c.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	leader := -1
+	waitUntil(c.t, func() bool {
 		for i, r := range c.rafts {
 			if i != not && r.State() == raft.Leader {
-				return i
+				leader = i
+				return true
 			}
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	c.t.Fatal("no leader")
-	return -1
+		return false
+	}, func() string { return "no leader" })
+	return leader
 }
 
 func (c *parallelCluster) waitStored(i int, index uint64) {
 	c.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if last, _ := c.stores[i].LastIndex(); last >= index {
-			return
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("n%d's log store never reached %d", i, index)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(c.t, func() bool { last, _ := c.stores[i].LastIndex(); return last >= index },
+		func() string { return fmt.Sprintf("n%d's log store never reached %d", i, index) })
 }
 
 func applied(fsm *raft.MockFSM, data string) bool {
@@ -213,13 +205,8 @@ func TestLeaderParallelWriteFailure(t *testing.T) {
 	if err := c.rafts[next].Apply([]byte("after"), 10*time.Second).Error(); err != nil {
 		t.Fatalf("write to the new leader: %v", err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !applied(c.fsms[l], "after") {
-		if time.Now().After(deadline) {
-			t.Fatal("the old leader never applied the new leader's write")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitUntil(t, func() bool { return applied(c.fsms[l], "after") },
+		func() string { return "the old leader never applied the new leader's write" })
 }
 
 // TestLeaderParallelWritesAndANewerHeartbeat: a heartbeat from a newer
@@ -251,13 +238,7 @@ func TestLeaderParallelWritesAndANewerHeartbeat(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = r.Shutdown().Error() })
-	deadline := time.Now().Add(10 * time.Second)
-	for r.State() != raft.Leader {
-		if time.Now().After(deadline) {
-			t.Fatal("no leader")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitUntil(t, func() bool { return r.State() == raft.Leader }, func() string { return "no leader" })
 	if err := r.Barrier(10 * time.Second).Error(); err != nil {
 		t.Fatal(err)
 	}
