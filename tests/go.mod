@@ -6,6 +6,7 @@ require (
 	connectrpc.com/connect v1.21.1
 	github.com/anishathalye/porcupine v1.3.1
 	github.com/concord-kv/concord/proto v0.0.0
+	github.com/gofrs/flock v0.13.2
 	go.uber.org/goleak v1.3.0
 )
 

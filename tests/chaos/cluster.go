@@ -20,6 +20,7 @@ import (
 	"connectrpc.com/connect"
 	concordv1 "github.com/concord-kv/concord/proto/gen/go/concord/v1"
 	"github.com/concord-kv/concord/proto/gen/go/concord/v1/concordv1connect"
+	"github.com/gofrs/flock"
 )
 
 // Node is one replica process behind its chaos proxy.
@@ -91,10 +92,11 @@ func (n *Node) Paused() bool {
 
 // Cluster is N replica processes on distinct loopback IPs, each behind a
 // chaos proxy on its Raft port. Node i listens on 127.0.B.(11+i); its proxy
-// on 127.0.B+1.(11+i), where B is even and picked per cluster so that
-// concurrent test processes do not share addresses.
+// on 127.0.B+1.(11+i), where B is an even block no other running cluster
+// holds (claimBlock).
 type Cluster struct {
 	Nodes []*Node
+	block *flock.Flock // held until Close
 	Net   *Network
 	// APINet holds the proxies in front of the API ports (nil without
 	// ClusterConfig.APIProxies). Node i's API is its node i; every
@@ -133,8 +135,11 @@ func (c *Cluster) Outside() int { return len(c.Nodes) }
 // StartCluster starts the proxies and replicas and waits until every
 // replica is ready. Close stops everything.
 func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
-	block := 2 * (1 + rand.IntN(120)) // 127.0.block.x nodes, 127.0.block+1.x proxies
-	c := &Cluster{bin: cfg.Bin, extra: cfg.Args, failpoints: cfg.Failpoints, logf: cfg.Logf, http: newHTTPClient()}
+	block, lock, err := claimBlock()
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{block: lock, bin: cfg.Bin, extra: cfg.Args, failpoints: cfg.Failpoints, logf: cfg.Logf, http: newHTTPClient()}
 	if c.logf == nil {
 		c.logf = func(string, ...any) {}
 	}
@@ -200,6 +205,36 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// blocks is how many address blocks claimBlock picks from: 127.0.2.x to
+// 127.0.240.x for nodes, each with the next block for its proxies.
+const blocks = 120
+
+// claimBlock picks a cluster's address block B (nodes on 127.0.B.x, their
+// proxies on 127.0.B+1.x) and locks it with a file in the temporary
+// directory, so that no other cluster, in this process or another, uses the
+// block until Close. Two clusters on one block share node IPs: a replica
+// dials its peers from its own IP, and its ephemeral ports could take the
+// port the other cluster reserved for a replica, whose start then fails
+// with "address already in use" (seen with two `make test-chaos` at once).
+func claimBlock() (int, *flock.Flock, error) {
+	dir := filepath.Join(os.TempDir(), "concord-chaos-blocks")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, nil, err
+	}
+	for _, k := range rand.Perm(blocks) {
+		block := 2 * (1 + k)
+		lock := flock.New(filepath.Join(dir, fmt.Sprintf("%d.lock", block)))
+		ok, err := lock.TryLock()
+		if err != nil {
+			return 0, nil, fmt.Errorf("chaos: lock address block %d: %w", block, err)
+		}
+		if ok {
+			return block, lock, nil
+		}
+	}
+	return 0, nil, fmt.Errorf("chaos: all %d address blocks are held by running clusters (lock files in %s)", blocks, dir)
 }
 
 func newHTTPClient() *http.Client {
@@ -476,6 +511,9 @@ func (c *Cluster) Close() {
 		c.APINet.Close()
 	}
 	c.http.CloseIdleConnections()
+	if c.block != nil {
+		_ = c.block.Unlock()
+	}
 }
 
 // URLs lists the API base URLs clients use (ClientURL).
