@@ -377,7 +377,16 @@ func (c *Cluster) Kill(n *Node) {
 // at most wait (then it kills it). It returns how the process ended: nil
 // for status 0, and an error if it did not exit in time. Such an error is
 // also recorded as a crash (Crashes): a graceful shutdown must end well.
+//
+// A node that was just started gets the signal only once its API port
+// accepts connections (for at most wait). The replica handles SIGTERM from
+// before it binds its listeners (app.Run), but until then, while Go's
+// runtime and package initialisation run, the signal's default action ends
+// any Go program. Under load a restarted replica got SIGTERM 0.8 s after it
+// was started, before it had bound its port, and such runs failed with
+// "exited after SIGTERM with signal: terminated".
 func (c *Cluster) Terminate(n *Node, wait time.Duration) error {
+	c.waitListening(n, wait)
 	n.mu.Lock()
 	cmd, exited := n.cmd, n.exited
 	if cmd == nil {
@@ -410,6 +419,20 @@ func (c *Cluster) Terminate(n *Node, wait time.Duration) error {
 		n.crashes = append(n.crashes, err.Error())
 	}
 	return err
+}
+
+// waitListening waits until n's API port accepts a connection, n's process
+// is gone, or wait has passed.
+func (c *Cluster) waitListening(n *Node, wait time.Duration) {
+	deadline := time.Now().Add(wait)
+	for n.Running() && time.Now().Before(deadline) {
+		conn, err := net.DialTimeout("tcp", n.APIAddr, time.Second)
+		if err == nil {
+			_ = conn.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Generations returns, by node id, how many processes of each node have
