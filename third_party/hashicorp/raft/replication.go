@@ -106,29 +106,15 @@ func (s *followerReplication) getPeer() Server {
 
 // notifyAll is used to notify all the waiting verify futures
 // if the follower believes we are still the leader.
-//
-// sent is when the request this follower answered was sent. A "still
-// leader" answer votes only for the futures registered before then; the
-// others wait for the answer to a later request. (Concord: upstream
-// counts any answer that arrives while a future waits, so the answer to a
-// request sent before a process pause confirmed a VerifyLeader that began
-// after it, when another leader had been elected meanwhile, and a strong
-// read returned stale data: bug B8 in tests/chaos/README.md.) A "not
-// leader" answer votes for every future, as upstream does.
-func (s *followerReplication) notifyAll(leader bool, sent time.Time) {
+func (s *followerReplication) notifyAll(leader bool) {
 	// Clear the waiting notifies minimizing lock time
-	var votes []*verifyFuture
 	s.notifyLock.Lock()
-	for v := range s.notify {
-		if !leader || v.registered.Before(sent) {
-			votes = append(votes, v)
-			delete(s.notify, v)
-		}
-	}
+	n := s.notify
+	s.notify = make(map[*verifyFuture]struct{})
 	s.notifyLock.Unlock()
 
 	// Submit our votes
-	for _, v := range votes {
+	for v := range n {
 		v.vote(leader)
 	}
 }
@@ -270,7 +256,7 @@ START:
 	// Update s based on success
 	if resp.Success {
 		// Update our replication state
-		updateLastAppended(s, &req, start)
+		updateLastAppended(s, &req)
 
 		// Clear any failures, allow pipelining
 		s.failures = 0
@@ -397,7 +383,7 @@ func (r *Raft) sendLatestSnapshot(s *followerReplication) (bool, error) {
 		s.failures = 0
 
 		// Notify we are still leader
-		s.notifyAll(true, start)
+		s.notifyAll(true)
 	} else {
 		s.failures++
 		r.logger.Warn("installSnapshot rejected to", "peer", peer.ID, "id", snapID)
@@ -457,7 +443,7 @@ func (r *Raft) heartbeat(s *followerReplication, stopCh chan struct{}) {
 				metrics.MeasureSince([]string{"raft", "replication", "heartbeat", string(peer.ID)}, start)
 			}
 
-			s.notifyAll(resp.Success, start)
+			s.notifyAll(resp.Success)
 		}
 	}
 }
@@ -582,7 +568,7 @@ func (r *Raft) pipelineDecode(s *followerReplication, p AppendPipeline, stopCh, 
 			}
 
 			// Update our replication state
-			updateLastAppended(s, req, ready.Start())
+			updateLastAppended(s, req)
 		case <-stopCh:
 			return
 		}
@@ -675,14 +661,14 @@ func appendStats(peer string, start time.Time, logs float32, skipLegacy bool) {
 // handleStaleTerm is used when a follower indicates that we have a stale term.
 func (r *Raft) handleStaleTerm(s *followerReplication) {
 	r.logger.Error("peer has newer term, stopping replication", "peer", s.getPeer())
-	s.notifyAll(false, time.Time{}) // No longer leader
+	s.notifyAll(false) // No longer leader
 	asyncNotifyCh(s.stepDown)
 }
 
 // updateLastAppended is used to update follower replication state after a
-// successful AppendEntries RPC, sent at sent.
+// successful AppendEntries RPC.
 // TODO: This isn't used during InstallSnapshot, but the code there is similar.
-func updateLastAppended(s *followerReplication, req *AppendEntriesRequest, sent time.Time) {
+func updateLastAppended(s *followerReplication, req *AppendEntriesRequest) {
 	// Mark any inflight logs as committed
 	if logs := req.Entries; len(logs) > 0 {
 		last := logs[len(logs)-1]
@@ -691,5 +677,5 @@ func updateLastAppended(s *followerReplication, req *AppendEntriesRequest, sent 
 	}
 
 	// Notify still leader
-	s.notifyAll(true, sent)
+	s.notifyAll(true)
 }
