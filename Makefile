@@ -91,6 +91,8 @@ test: ## Run every module's tests with -race (the CI test command)
 		(cd $$m && $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) ./...); done
 	@echo "=== go test sdk/go (GOWORK=off, as users build it)"
 	cd sdk/go && GOWORK=off $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) ./...
+	@echo "=== go test third_party/hashicorp/raft (Concord's own tests of its patches)"
+	cd third_party/hashicorp/raft && GOWORK=off $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -run '^TestConcord' .
 	@echo "=== benchmarks, once each"
 	@$(MAKE) bench
 

@@ -241,6 +241,10 @@ type verifyFuture struct {
 	quorumSize int
 	votes      int
 	voteLock   sync.Mutex
+	// Concord: registered is when the leader asked its followers (see
+	// followerReplication.notifyAll): only answers to requests sent after it
+	// count.
+	registered time.Time
 }
 
 // leadershipTransferFuture is used to track the progress of a leadership

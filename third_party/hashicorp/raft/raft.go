@@ -980,6 +980,7 @@ func (r *Raft) verifyLeader(v *verifyFuture) {
 
 	// Track this request
 	v.notifyCh = r.verifyCh
+	v.registered = time.Now() // Concord: B8, see followerReplication.notifyAll
 	r.leaderState.notify[v] = struct{}{}
 
 	// Trigger immediate heartbeats

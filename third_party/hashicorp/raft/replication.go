@@ -106,15 +106,29 @@ func (s *followerReplication) getPeer() Server {
 
 // notifyAll is used to notify all the waiting verify futures
 // if the follower believes we are still the leader.
-func (s *followerReplication) notifyAll(leader bool) {
+//
+// sent is when the request this follower answered was sent. A "still
+// leader" answer votes only for the futures registered before then; the
+// others wait for the answer to a later request. (Concord: upstream
+// counts any answer that arrives while a future waits, so the answer to a
+// request sent before a process pause confirmed a VerifyLeader that began
+// after it, when another leader had been elected meanwhile, and a strong
+// read returned stale data: bug B8 in tests/chaos/README.md.) A "not
+// leader" answer votes for every future, as upstream does.
+func (s *followerReplication) notifyAll(leader bool, sent time.Time) {
 	// Clear the waiting notifies minimizing lock time
+	var votes []*verifyFuture
 	s.notifyLock.Lock()
-	n := s.notify
-	s.notify = make(map[*verifyFuture]struct{})
+	for v := range s.notify {
+		if !leader || v.registered.Before(sent) {
+			votes = append(votes, v)
+			delete(s.notify, v)
+		}
+	}
 	s.notifyLock.Unlock()
 
 	// Submit our votes
-	for v := range n {
+	for _, v := range votes {
 		v.vote(leader)
 	}
 }
@@ -256,7 +270,7 @@ START:
 	// Update s based on success
 	if resp.Success {
 		// Update our replication state
-		updateLastAppended(s, &req)
+		updateLastAppended(s, &req, start)
 
 		// Clear any failures, allow pipelining
 		s.failures = 0
@@ -383,7 +397,7 @@ func (r *Raft) sendLatestSnapshot(s *followerReplication) (bool, error) {
 		s.failures = 0
 
 		// Notify we are still leader
-		s.notifyAll(true)
+		s.notifyAll(true, start)
 	} else {
 		s.failures++
 		r.logger.Warn("installSnapshot rejected to", "peer", peer.ID, "id", snapID)
@@ -443,7 +457,7 @@ func (r *Raft) heartbeat(s *followerReplication, stopCh chan struct{}) {
 				metrics.MeasureSince([]string{"raft", "replication", "heartbeat", string(peer.ID)}, start)
 			}
 
-			s.notifyAll(resp.Success)
+			s.notifyAll(resp.Success, start)
 		}
 	}
 }
@@ -568,7 +582,7 @@ func (r *Raft) pipelineDecode(s *followerReplication, p AppendPipeline, stopCh, 
 			}
 
 			// Update our replication state
-			updateLastAppended(s, req)
+			updateLastAppended(s, req, ready.Start())
 		case <-stopCh:
 			return
 		}
@@ -661,14 +675,14 @@ func appendStats(peer string, start time.Time, logs float32, skipLegacy bool) {
 // handleStaleTerm is used when a follower indicates that we have a stale term.
 func (r *Raft) handleStaleTerm(s *followerReplication) {
 	r.logger.Error("peer has newer term, stopping replication", "peer", s.getPeer())
-	s.notifyAll(false) // No longer leader
+	s.notifyAll(false, time.Time{}) // No longer leader
 	asyncNotifyCh(s.stepDown)
 }
 
 // updateLastAppended is used to update follower replication state after a
-// successful AppendEntries RPC.
+// successful AppendEntries RPC, sent at sent.
 // TODO: This isn't used during InstallSnapshot, but the code there is similar.
-func updateLastAppended(s *followerReplication, req *AppendEntriesRequest) {
+func updateLastAppended(s *followerReplication, req *AppendEntriesRequest, sent time.Time) {
 	// Mark any inflight logs as committed
 	if logs := req.Entries; len(logs) > 0 {
 		last := logs[len(logs)-1]
@@ -677,5 +691,5 @@ func updateLastAppended(s *followerReplication, req *AppendEntriesRequest) {
 	}
 
 	// Notify still leader
-	s.notifyAll(true)
+	s.notifyAll(true, sent)
 }

@@ -34,8 +34,9 @@ const stallNudge = 2 * time.Second
 // are each member's last contact, which hashicorp/raft v1.7.3 does not
 // expose.
 //
-// It also hands raft its incoming RPCs through a commitClamp (Consumer) and
-// stops that on Close. Every other method, including the optional
+// It also hands raft its incoming RPCs through a commitClamp (Consumer),
+// heartbeats included (SetHeartbeatHandler), and stops that on Close. Every
+// other method, including the optional
 // WithPreVote one raft looks for, is the embedded transport's.
 type contactTransport struct {
 	*raft.NetworkTransport
@@ -59,6 +60,16 @@ func newContactTransport(t *raft.NetworkTransport) *contactTransport {
 // Consumer hands raft the incoming RPCs with AppendEntries commit indexes
 // clamped (overcommit.go).
 func (t *contactTransport) Consumer() <-chan raft.RPC { return t.clamp.out }
+
+// SetHeartbeatHandler turns raft's heartbeat fast path off: heartbeats reach
+// raft through Consumer, on its main goroutine, like every other RPC. On the
+// fast path, a heartbeat from a newer leader changes the term and the state
+// on the transport's goroutine while a deposed leader's main goroutine may
+// still be giving new entries a term, and it gives them the newer one
+// (hashicorp/raft#695, bug B9 in tests/chaos/README.md): the deposed
+// leader's log then matches the new leader's by index and term but not by
+// content, and it applies entries nobody committed.
+func (t *contactTransport) SetHeartbeatHandler(func(raft.RPC)) {}
 
 // Close closes the network transport and stops the clamp.
 func (t *contactTransport) Close() error {
