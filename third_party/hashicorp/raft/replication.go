@@ -306,6 +306,16 @@ CHECK_MORE:
 	// SEND_SNAP is used when we fail to get a log, usually because the follower
 	// is too far behind, and we must ship a snapshot down instead
 SEND_SNAP:
+	// Concord: a replicator whose server was removed makes one last best
+	// effort to tell it so, but does not stream it a snapshot. The server
+	// may already have come back at the same address as a new member,
+	// which a new replicator serves: a second replicator installing an
+	// older snapshot there rewound it under the new one's appends (B10).
+	select {
+	case <-s.stopCh:
+		return true
+	default:
+	}
 	if stop, err := r.sendLatestSnapshot(s); stop {
 		return true
 	} else if err != nil {
@@ -487,7 +497,17 @@ func (r *Raft) pipelineReplicate(s *followerReplication) error {
 	finishCh := make(chan struct{})
 
 	// Start a dedicated decoder
-	r.goFunc(func() { r.pipelineDecode(s, pipeline, stopCh, finishCh) })
+	r.goFunc(func() {
+		r.pipelineDecode(s, pipeline, stopCh, finishCh)
+		// Concord: once the decoder stops (a rejected or stale-term
+		// answer), nothing reads the pipeline's responses, so the
+		// transport's decoder blocks and a send that the loop below makes
+		// before it sees finishCh blocks forever behind it: replication to
+		// this follower would stop for good (heartbeats go on, so no
+		// election heals it) and Shutdown would hang. Closing the pipeline
+		// fails that send instead (upstream hashicorp/raft#612).
+		_ = pipeline.Close()
+	})
 
 	// Start pipeline sends at the last good nextIndex
 	nextIndex := atomic.LoadUint64(&s.nextIndex)
@@ -646,6 +666,16 @@ func (r *Raft) setNewLogs(req *AppendEntriesRequest, nextIndex, lastIndex uint64
 	// consistent value for maxAppendEntries in the lines below in case it ever
 	// becomes reloadable.
 	maxAppendEntries := r.config().MaxAppendEntries
+	// Concord: as in setPreviousLog, entries below the log store's first
+	// index are gone even if raft-wal still returns them. setPreviousLog
+	// does not look at the store when nextIndex is 1 or follows the
+	// snapshot, and a new member's first rejection sets nextIndex to 1:
+	// the leader then sent it entries from 1 it had compacted, which a
+	// follower holding a snapshot rejects (it cannot compare entries it
+	// compacted), without end (bug B10).
+	if first, err := r.logs.FirstIndex(); err == nil && nextIndex < first && nextIndex <= lastIndex {
+		return ErrLogNotFound
+	}
 	req.Entries = make([]*Log, 0, maxAppendEntries)
 	maxIndex := min(nextIndex+uint64(maxAppendEntries)-1, lastIndex)
 	for i := nextIndex; i <= maxIndex; i++ {
