@@ -4,6 +4,7 @@
 package replicatest
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -106,7 +107,10 @@ func (c *Cluster) config(id string, apiLn, raftLn net.Listener) replica.Config {
 	cfg.ReapInterval = 100 * time.Millisecond
 	cfg.Logger = c.logger
 	cfg.RaftLogOutput = c.tb.Output()
-	cfg.RaftLogLevel = "error"
+	// CONCORD_TEST_RAFT_LOG_LEVEL=info (or debug) shows raft's own lines
+	// when a test needs looking into; they are many, so errors only by
+	// default.
+	cfg.RaftLogLevel = cmp.Or(os.Getenv("CONCORD_TEST_RAFT_LOG_LEVEL"), "error")
 	return cfg
 }
 
