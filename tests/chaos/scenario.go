@@ -155,6 +155,10 @@ func Scenarios() []Scenario {
 			Name: "regress-raft-follower-overcommit", Nodes: 3, Nemesis: spells(LeaderLogError), Failpoints: true,
 			Bug: "B2: a follower commits its divergent suffix (hashicorp/raft's commit index rule)",
 		},
+		{
+			Name: "regress-raft-replace-member", Nodes: 3, Nemesis: slowSpells(ReplaceFollower), Args: tinySnapshots,
+			Bug: "B10: a member replaced by an empty one at the same address never catches up",
+		},
 	}
 }
 
