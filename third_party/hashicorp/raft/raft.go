@@ -1971,6 +1971,15 @@ func (r *Raft) installSnapshot(rpc RPC, req *InstallSnapshotRequest) {
 
 	// Update the lastApplied so we don't replay old logs
 	r.setLastApplied(req.LastLogIndex)
+	// Concord: a snapshot older than what this follower had committed
+	// rewinds its FSM below its commit index. Entries up to the old commit
+	// index would then wait, stored but never applied, until the leader's
+	// commit index passed it (appendEntries applies only when that index
+	// grows). Bring the commit index back to the snapshot: the leader's
+	// next request raises it again and raft applies what the log holds.
+	if r.getCommitIndex() > req.LastLogIndex {
+		r.setCommitIndex(req.LastLogIndex)
+	}
 
 	// Update the last stable snapshot info
 	r.setLastSnapshot(req.LastLogIndex, req.LastLogTerm)

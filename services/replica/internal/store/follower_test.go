@@ -120,6 +120,33 @@ func (f *fakeLeaderFollower) waitFSM(n int) {
 		func() string { return fmt.Sprintf("the FSM took %d commands, want %d", len(f.fsm.Logs()), n) })
 }
 
+// installSnapshot sends, as the leader of term, a snapshot of the state
+// made by entries (its last one is the snapshot's index and term).
+func (f *fakeLeaderFollower) installSnapshot(term uint64, entries []*raft.Log) {
+	f.t.Helper()
+	src := &raft.MockFSM{}
+	for _, l := range entries {
+		src.Apply(l)
+	}
+	snap, err := src.Snapshot()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	data := persist(f.t, snap)
+	last := entries[len(entries)-1]
+	req := &raft.InstallSnapshotRequest{
+		RPCHeader:       leaderHeader(),
+		SnapshotVersion: raft.SnapshotVersionMax,
+		Term:            term, LastLogIndex: last.Index, LastLogTerm: last.Term,
+		Configuration: raft.EncodeConfiguration(voters()), ConfigurationIndex: 1,
+		Size: int64(len(data)),
+	}
+	var resp raft.InstallSnapshotResponse
+	if err := f.lt.InstallSnapshot("f", "f", req, &resp, bytes.NewReader(data)); err != nil || !resp.Success {
+		f.t.Fatalf("InstallSnapshot: %+v %v", resp, err)
+	}
+}
+
 // lastLog is the follower's log store's last index and that entry's term.
 func (f *fakeLeaderFollower) lastLog() (index, term uint64) {
 	f.t.Helper()
@@ -184,30 +211,7 @@ func TestInstalledSnapshotEndsAMonotonicLog(t *testing.T) {
 	f.send(2, 1, 1, 1, old...)
 
 	// The leader of term 3 holds 2-5 from term 2 and snapshots them.
-	var state []*raft.Log
-	for i := uint64(2); i <= 5; i++ {
-		state = append(state, e(i, 2, "old"))
-	}
-	src := &raft.MockFSM{}
-	for _, l := range state {
-		src.Apply(l)
-	}
-	snap, err := src.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := persist(t, snap)
-	req := &raft.InstallSnapshotRequest{
-		RPCHeader:       leaderHeader(),
-		SnapshotVersion: raft.SnapshotVersionMax,
-		Term:            3, LastLogIndex: 5, LastLogTerm: 2,
-		Configuration: raft.EncodeConfiguration(voters()), ConfigurationIndex: 1,
-		Size: int64(len(data)),
-	}
-	var resp raft.InstallSnapshotResponse
-	if err := f.lt.InstallSnapshot("f", "f", req, &resp, bytes.NewReader(data)); err != nil || !resp.Success {
-		t.Fatalf("InstallSnapshot: %+v %v", resp, err)
-	}
+	f.installSnapshot(3, old[:4])
 
 	f.send(3, 5, 2, 6, e(6, 3, "new6"))
 	if last, term := f.lastLog(); last != 6 || term != 3 {
@@ -222,4 +226,29 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p))
 	return len(p), nil
+}
+
+// TestOlderSnapshotDoesNotStrandCommittedEntries: a follower that had
+// committed and applied 2-10 installs an older snapshot, at 5 (bug B10's
+// second replicator did this). The leader then sends 6-10 again with the
+// same commit index, 10. Upstream raft kept the follower's commit index at
+// 10, so it stored 6-10 but applied them only once the leader's commit
+// index passed 10: with no more writes, never.
+func TestOlderSnapshotDoesNotStrandCommittedEntries(t *testing.T) {
+	f := startFollower(t, monotonicInmem{raft.NewInmemStore()}, nil, nil)
+	e := logEntry
+	var entries []*raft.Log
+	for i := uint64(2); i <= 10; i++ {
+		entries = append(entries, e(i, 2, fmt.Sprintf("v%d", i)))
+	}
+	f.send(2, 1, 1, 10, entries...)
+	f.waitFSM(9)
+
+	f.installSnapshot(2, entries[:4]) // 2-5
+	if got := f.r.AppliedIndex(); got != 5 {
+		t.Fatalf("applied %d after the snapshot, want 5: the replay no longer sets up the case", got)
+	}
+
+	f.send(2, 5, 2, 10, entries[4:]...) // 6-10, commit still 10
+	f.waitApplied(10)
 }
