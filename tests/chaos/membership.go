@@ -40,6 +40,19 @@ func untilOK(ctx context.Context, what string, f func(ctx context.Context) error
 // --join: it asks to be added back, catches up from nothing and is promoted
 // to voter.
 func ReplaceFollower(ctx context.Context, c *Cluster, rng *rand.Rand) (Fault, error) {
+	return replaceFollower(ctx, c, rng, false)
+}
+
+// ReplaceDeadFollower kills a random follower, removes it 2–4 s later (the
+// leader has been failing to reach it and backing off), and heals as
+// ReplaceFollower does: the fresh replica comes up at the same addresses
+// while the leader's replicator for the removed member may still be
+// retrying (bug B10).
+func ReplaceDeadFollower(ctx context.Context, c *Cluster, rng *rand.Rand) (Fault, error) {
+	return replaceFollower(ctx, c, rng, true)
+}
+
+func replaceFollower(ctx context.Context, c *Cluster, rng *rand.Rand, dead bool) (Fault, error) {
 	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	l := c.Leader(lctx)
 	cancel()
@@ -58,6 +71,12 @@ func ReplaceFollower(ctx context.Context, c *Cluster, rng *rand.Rand) (Fault, er
 		}
 	}
 	n := followers[rng.IntN(len(followers))]
+	desc := fmt.Sprintf("remove follower %s (leader %s), keep it running", n.ID, l.ID)
+	if dead {
+		c.Kill(n)
+		sleepCtx(context.WithoutCancel(ctx), time.Duration(2000+rng.IntN(2000))*time.Millisecond)
+		desc = fmt.Sprintf("kill follower %s, remove it (leader %s)", n.ID, l.ID)
+	}
 	cl, err := c.admin(context.WithoutCancel(ctx), n)
 	if err != nil {
 		return Fault{}, fmt.Errorf("admin client: %w", err)
@@ -73,7 +92,7 @@ func ReplaceFollower(ctx context.Context, c *Cluster, rng *rand.Rand) (Fault, er
 		_ = cl.Close()
 		return Fault{}, err
 	}
-	return Fault{Desc: fmt.Sprintf("remove follower %s (leader %s), keep it running", n.ID, l.ID), Heal: func() error {
+	return Fault{Desc: desc, Heal: func() error {
 		defer func() { _ = cl.Close() }()
 		return c.rejoin(context.WithoutCancel(ctx), cl, n)
 	}}, nil

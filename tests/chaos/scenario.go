@@ -156,7 +156,9 @@ func Scenarios() []Scenario {
 			Bug: "B2: a follower commits its divergent suffix (hashicorp/raft's commit index rule)",
 		},
 		{
-			Name: "regress-raft-replace-member", Nodes: 3, Nemesis: slowSpells(ReplaceFollower), Args: tinySnapshots,
+			Name: "regress-raft-replace-member", Nodes: 3, Args: installSnapshots,
+			Nemesis: Nemesis{Inject: ReplaceDeadFollower, QuietMin: 2 * time.Second, QuietMax: 5 * time.Second,
+				HoldMin: 200 * time.Millisecond, HoldMax: 1500 * time.Millisecond},
 			Bug: "B10: a member replaced by an empty one at the same address never catches up",
 		},
 	}
