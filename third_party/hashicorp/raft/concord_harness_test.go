@@ -89,9 +89,11 @@ func startLeader(t *testing.T, store interface {
 	conf := DefaultConfig()
 	conf.LocalID = "leader"
 	conf.LogOutput = io.Discard
-	conf.HeartbeatTimeout = 50 * time.Millisecond
-	conf.ElectionTimeout = 50 * time.Millisecond
-	conf.LeaderLeaseTimeout = 50 * time.Millisecond
+	// Short enough to elect it soon, long enough that a loaded machine
+	// (-race, other tests) does not make it lose its lease mid-test.
+	conf.HeartbeatTimeout = 500 * time.Millisecond
+	conf.ElectionTimeout = 500 * time.Millisecond
+	conf.LeaderLeaseTimeout = 500 * time.Millisecond
 	conf.CommitTimeout = 5 * time.Millisecond
 	if tune != nil {
 		tune(conf)

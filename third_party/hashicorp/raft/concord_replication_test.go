@@ -149,6 +149,8 @@ func TestConcordRemovedServerGetsNoSnapshot(t *testing.T) {
 			ackAll(rpc)
 		}
 	})
+	release := sync.OnceFunc(func() { close(released) })
+	t.Cleanup(release) // before f stops, if the test fails while f holds
 	g := startScriptedPeer(t, ackAll)
 	r, _ := startLeader(t, NewInmemStore(), map[ServerID]*scriptedPeer{"f": f, "g": g}, func(c *Config) {
 		c.TrailingLogs = 0
@@ -176,7 +178,7 @@ func TestConcordRemovedServerGetsNoSnapshot(t *testing.T) {
 	mu.Lock()
 	removed = true
 	mu.Unlock()
-	close(released)
+	release()
 
 	// Shutdown waits for the old replicator, whatever it still does.
 	shut := shutdown

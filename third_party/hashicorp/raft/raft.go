@@ -1849,6 +1849,26 @@ func (r *Raft) requestPreVote(rpc RPC, req *RequestPreVoteRequest) {
 // We must be in the follower state for this, since it means we are
 // too far behind a leader for log replay. This must only be called
 // from the main thread.
+// holdsEntry reports whether this server has the entry at index with term
+// term: committed (then it is the leader's too), as its snapshot's last
+// entry, or in its log store. Concord's, for installSnapshot.
+func (r *Raft) holdsEntry(index, term uint64) bool {
+	if index <= r.getCommitIndex() {
+		return true
+	}
+	if snapIdx, snapTerm := r.getLastSnapshot(); index == snapIdx {
+		return term == snapTerm
+	}
+	// Entries below the store's first index may still be readable on
+	// raft-wal: they are gone all the same.
+	first, err := r.logs.FirstIndex()
+	if lastIdx, _ := r.getLastLog(); err != nil || first == 0 || index < first || index > lastIdx {
+		return false
+	}
+	var l Log
+	return r.logs.GetLog(index, &l) == nil && l.Term == term
+}
+
 func (r *Raft) installSnapshot(rpc RPC, req *InstallSnapshotRequest) {
 	defer metrics.MeasureSince([]string{"raft", "rpc", "installSnapshot"}, time.Now())
 	// Setup a response
@@ -1894,6 +1914,23 @@ func (r *Raft) installSnapshot(rpc RPC, req *InstallSnapshotRequest) {
 		r.setLeader(r.trans.DecodePeer(req.RPCHeader.Addr), ServerID(req.ID))
 	} else {
 		r.setLeader(r.trans.DecodePeer(req.Leader), ServerID(req.ID))
+	}
+
+	// Concord: a snapshot whose last entry this follower already holds
+	// (committed, or in its log with the same term) brings it nothing.
+	// Installing it rewinds the FSM and, on a monotonic log store
+	// (raft-wal), deletes every entry after it, entries this follower has
+	// acknowledged and the leader counted towards committing them. Keep
+	// the log and answer success, as Raft's InstallSnapshot rule does
+	// (Figure 13, step 6) and etcd does for a snapshot at or below its
+	// commit index: the leader goes on from the snapshot's next entry.
+	// Bug B10: a second replicator installed an older snapshot.
+	if r.holdsEntry(req.LastLogIndex, req.LastLogTerm) {
+		r.logger.Info("ignoring snapshot of entries this server holds",
+			"snapshot-index", req.LastLogIndex, "commit-index", r.getCommitIndex())
+		resp.Success = true
+		r.setLastContact()
+		return
 	}
 
 	// Create a new snapshot
@@ -1971,15 +2008,6 @@ func (r *Raft) installSnapshot(rpc RPC, req *InstallSnapshotRequest) {
 
 	// Update the lastApplied so we don't replay old logs
 	r.setLastApplied(req.LastLogIndex)
-	// Concord: a snapshot older than what this follower had committed
-	// rewinds its FSM below its commit index. Entries up to the old commit
-	// index would then wait, stored but never applied, until the leader's
-	// commit index passed it (appendEntries applies only when that index
-	// grows). Bring the commit index back to the snapshot: the leader's
-	// next request raises it again and raft applies what the log holds.
-	if r.getCommitIndex() > req.LastLogIndex {
-		r.setCommitIndex(req.LastLogIndex)
-	}
 
 	// Update the last stable snapshot info
 	r.setLastSnapshot(req.LastLogIndex, req.LastLogTerm)

@@ -197,10 +197,11 @@ type monotonicInmem struct{ *raft.InmemStore }
 func (monotonicInmem) IsMonotonic() bool { return true }
 
 // TestInstalledSnapshotEndsAMonotonicLog replays the other half of B7, the
-// one raft-wal hit: a follower holding 2-10 installs the leader's snapshot
-// at 5. Raft empties a monotonic log store but upstream kept the follower's
-// last index at 10, so the follower rejected every request after the
-// snapshot (prev 5 was neither its last entry nor readable).
+// one raft-wal hit: a follower holding 2-10 from term 2 installs the
+// snapshot at 5 of the leader of term 3, whose 3-5 are its own. Raft
+// empties a monotonic log store but upstream kept the follower's last
+// index at 10, so the follower rejected every request after the snapshot
+// (it could read neither the entries it compared nor prev 5).
 func TestInstalledSnapshotEndsAMonotonicLog(t *testing.T) {
 	f := startFollower(t, monotonicInmem{raft.NewInmemStore()}, nil, nil)
 	e := logEntry
@@ -210,10 +211,11 @@ func TestInstalledSnapshotEndsAMonotonicLog(t *testing.T) {
 	}
 	f.send(2, 1, 1, 1, old...)
 
-	// The leader of term 3 holds 2-5 from term 2 and snapshots them.
-	f.installSnapshot(3, old[:4])
+	// The leader of term 3 holds 2 from term 2 and 3-5 from its own term,
+	// and snapshots them: the follower does not hold entry 5 of term 3.
+	f.installSnapshot(3, []*raft.Log{old[0], e(3, 3, "new3"), e(4, 3, "new4"), e(5, 3, "new5")})
 
-	f.send(3, 5, 2, 6, e(6, 3, "new6"))
+	f.send(3, 5, 3, 6, e(6, 3, "new6"))
 	if last, term := f.lastLog(); last != 6 || term != 3 {
 		t.Fatalf("log ends at %d (term %d), want the leader's 6 (term 3)", last, term)
 	}
@@ -228,27 +230,52 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// TestOlderSnapshotDoesNotStrandCommittedEntries: a follower that had
-// committed and applied 2-10 installs an older snapshot, at 5 (bug B10's
-// second replicator did this). The leader then sends 6-10 again with the
-// same commit index, 10. Upstream raft kept the follower's commit index at
-// 10, so it stored 6-10 but applied them only once the leader's commit
-// index passed 10: with no more writes, never.
-func TestOlderSnapshotDoesNotStrandCommittedEntries(t *testing.T) {
-	f := startFollower(t, monotonicInmem{raft.NewInmemStore()}, nil, nil)
+// TestSnapshotOfHeldEntriesIsNotInstalled: a follower is offered a
+// snapshot whose last entry it already holds (bug B10's second replicator
+// did this). Upstream raft installed it anyway: it rewound the FSM and, on
+// a monotonic log store (raft-wal), deleted the entries after it, ones the
+// follower had acknowledged. The follower now keeps its log and state, as
+// Raft's InstallSnapshot rule says.
+func TestSnapshotOfHeldEntriesIsNotInstalled(t *testing.T) {
 	e := logEntry
-	var entries []*raft.Log
+	var entries []*raft.Log // 2-10, term 2
 	for i := uint64(2); i <= 10; i++ {
 		entries = append(entries, e(i, 2, fmt.Sprintf("v%d", i)))
 	}
-	f.send(2, 1, 1, 10, entries...)
-	f.waitFSM(9)
-
-	f.installSnapshot(2, entries[:4]) // 2-5
-	if got := f.r.AppliedIndex(); got != 5 {
-		t.Fatalf("applied %d after the snapshot, want 5: the replay no longer sets up the case", got)
+	// checkIntact fails unless the follower holds 2-10 and has applied
+	// them all, in order, without a restore.
+	checkIntact := func(t *testing.T, f *fakeLeaderFollower) {
+		t.Helper()
+		if last, term := f.lastLog(); last != 10 || term != 2 {
+			t.Fatalf("log ends at %d (term %d), want 10 (term 2)", last, term)
+		}
+		f.waitApplied(10)
+		f.waitFSM(9)
+		for i, data := range f.fsm.Logs() {
+			if want := fmt.Sprintf("v%d", i+2); string(data) != want {
+				t.Fatalf("FSM command %d is %q, want %q", i, data, want)
+			}
+		}
 	}
-
-	f.send(2, 5, 2, 10, entries[4:]...) // 6-10, commit still 10
-	f.waitApplied(10)
+	stores := map[string]func() raftStores{
+		"monotonic": func() raftStores { return monotonicInmem{raft.NewInmemStore()} },
+		"inmem":     func() raftStores { return raft.NewInmemStore() },
+	}
+	for name, store := range stores {
+		t.Run(name+"/below the commit index", func(t *testing.T) {
+			f := startFollower(t, store(), nil, nil)
+			f.send(2, 1, 1, 10, entries...)
+			f.waitFSM(9)
+			f.installSnapshot(2, entries[:4]) // 2-5
+			checkIntact(t, f)
+		})
+	}
+	t.Run("monotonic/in the log above the commit index", func(t *testing.T) {
+		f := startFollower(t, stores["monotonic"](), nil, nil)
+		f.send(2, 1, 1, 3, entries...) // committed up to 3
+		f.waitApplied(3)
+		f.installSnapshot(2, entries[:7]) // 2-8
+		f.send(2, 10, 2, 10)              // the leader goes on; commit 10
+		checkIntact(t, f)
+	})
 }

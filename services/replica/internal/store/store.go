@@ -691,13 +691,15 @@ func (s *Store) ReadBarrier(ctx context.Context, c Consistency, minRevision uint
 // the leader to commit a Noop.
 const nudgeAfter = time.Second
 
-// waitApplied waits until the FSM has applied idx. A follower can sit below
-// an index its raft log already holds: hashicorp/raft applies committed
-// entries only when the commit index moves, and an InstallSnapshot of an
-// older snapshot (seen when a member is removed and re-added under the same
-// id) rewinds the FSM without a new commit to replay the rest. If the wait
-// stalls, a Noop through the leader moves the commit index and raft applies
-// the entries it holds; it changes no key.
+// waitApplied waits until the FSM has applied idx. hashicorp/raft applies
+// committed entries only when a follower's commit index moves, so a
+// follower whose FSM fell below entries its log holds waits for the next
+// commit. Upstream raft did that when it installed a snapshot older than
+// the follower's state (seen when a member was removed and re-added under
+// the same id, bug B10); Concord's raft no longer installs those, and this
+// stays as a safety net: if the wait stalls, a Noop through the leader
+// moves the commit index and raft applies the entries it holds; it changes
+// no key.
 func (s *Store) waitApplied(ctx context.Context, idx uint64) error {
 	if s.fsm.Applied() >= idx {
 		return nil // the common case: no timer, no context
